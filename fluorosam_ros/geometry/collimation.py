@@ -1,7 +1,8 @@
 """Collimator field on the detector: a rectangle in detector pixels, optionally with an iris.
 
-Pixel coordinates: column = u, row = v, the centre of pixel (row 0, col 0) at (0, 0), so a
-fully open detector of W x H pixels spans [-0.5, W - 0.5] x [-0.5, H - 0.5].
+Pixel coordinates follow DeepDRR's index convention: column = u, row = v, pixel (row r, col c)
+covers [c, c + 1) x [r, r + 1) and its centre is (c + 0.5, r + 0.5). A fully open detector of
+W x H pixels spans [0, W] x [0, H].
 """
 
 from __future__ import annotations
@@ -44,8 +45,8 @@ class Collimation:
     def centered(cls, width_px: float, height_px: float, sensor_width: int, sensor_height: int,
                  center_col: float | None = None, center_row: float | None = None) -> "Collimation":
         """A rectangle of the given size centred at (center_col, center_row) (default: detector centre)."""
-        cc = (sensor_width - 1) / 2 if center_col is None else center_col
-        cr = (sensor_height - 1) / 2 if center_row is None else center_row
+        cc = sensor_width / 2 if center_col is None else center_col
+        cr = sensor_height / 2 if center_row is None else center_row
         return cls.rectangle(cc - width_px / 2, cr - height_px / 2, cc + width_px / 2, cr + height_px / 2)
 
     def with_iris(self, radius_px: float, center_col: float, center_row: float) -> "Collimation":
@@ -67,14 +68,13 @@ class Collimation:
                 f"collimation rectangle is empty: cols [{self.col_min_px}, {self.col_max_px}], "
                 f"rows [{self.row_min_px}, {self.row_max_px}]")
         tolerance = 1e-6
-        if (self.col_min_px < -0.5 - tolerance or self.row_min_px < -0.5 - tolerance
-                or self.col_max_px > sensor_width - 0.5 + tolerance
-                or self.row_max_px > sensor_height - 0.5 + tolerance):
+        if (self.col_min_px < -tolerance or self.row_min_px < -tolerance
+                or self.col_max_px > sensor_width + tolerance
+                or self.row_max_px > sensor_height + tolerance):
             raise CollimationError(
                 f"collimation rectangle cols [{self.col_min_px:g}, {self.col_max_px:g}] rows "
                 f"[{self.row_min_px:g}, {self.row_max_px:g}] is outside the detector "
-                f"({sensor_width} x {sensor_height} px, bounds [-0.5, {sensor_width - 0.5}] x "
-                f"[-0.5, {sensor_height - 0.5}])")
+                f"({sensor_width} x {sensor_height} px, bounds [0, {sensor_width}] x [0, {sensor_height}])")
         if self.iris_radius_px < 0:
             raise CollimationError("iris radius must be >= 0")
 
@@ -84,33 +84,29 @@ class Collimation:
             return self
         return replace(
             self,
-            col_min_px=float(np.clip(self.col_min_px, -0.5, sensor_width - 0.5)),
-            row_min_px=float(np.clip(self.row_min_px, -0.5, sensor_height - 0.5)),
-            col_max_px=float(np.clip(self.col_max_px, -0.5, sensor_width - 0.5)),
-            row_max_px=float(np.clip(self.row_max_px, -0.5, sensor_height - 0.5)),
+            col_min_px=float(np.clip(self.col_min_px, 0.0, sensor_width)),
+            row_min_px=float(np.clip(self.row_min_px, 0.0, sensor_height)),
+            col_max_px=float(np.clip(self.col_max_px, 0.0, sensor_width)),
+            row_max_px=float(np.clip(self.row_max_px, 0.0, sensor_height)),
         )
 
     def scaled(self, factor: float) -> "Collimation":
-        """The same physical field on a detector binned by 1/factor (pixel edges scale, centres shift)."""
+        """The same physical field in the pixels of a detector resampled by `factor` (new px per old px)."""
         if not self.enabled:
             return self
-
-        def edge(value: float) -> float:
-            return (value + 0.5) * factor - 0.5
-
         return replace(
-            self, col_min_px=edge(self.col_min_px), row_min_px=edge(self.row_min_px),
-            col_max_px=edge(self.col_max_px), row_max_px=edge(self.row_max_px),
+            self, col_min_px=self.col_min_px * factor, row_min_px=self.row_min_px * factor,
+            col_max_px=self.col_max_px * factor, row_max_px=self.row_max_px * factor,
             iris_radius_px=self.iris_radius_px * factor,
-            iris_center_col_px=edge(self.iris_center_col_px),
-            iris_center_row_px=edge(self.iris_center_row_px))
+            iris_center_col_px=self.iris_center_col_px * factor,
+            iris_center_row_px=self.iris_center_row_px * factor)
 
     def field_mask(self, sensor_width: int, sensor_height: int) -> np.ndarray:
         """Boolean (H, W) image: True where the pixel centre is inside the field."""
         if not self.enabled:
             return np.ones((sensor_height, sensor_width), dtype=bool)
-        cols = np.arange(sensor_width, dtype=float)[None, :]
-        rows = np.arange(sensor_height, dtype=float)[:, None]
+        cols = np.arange(sensor_width, dtype=float)[None, :] + 0.5
+        rows = np.arange(sensor_height, dtype=float)[:, None] + 0.5
         inside = ((cols >= self.col_min_px) & (cols <= self.col_max_px)
                   & (rows >= self.row_min_px) & (rows <= self.row_max_px))
         if self.iris_radius_px > 0:

@@ -31,14 +31,16 @@ How nanodrr's conventions map to ours (read from nanodrr 0.1.7's source):
   For an ordinary detector (rows perpendicular to columns, ``col x row`` pointing from the
   source to the detector) this ``k_inv`` has the upper-triangular form of nanodrr's
   ``make_k_inv`` (``delx/sdd, dely/sdd`` on the diagonal, principal point in column 3);
-  for a mirrored or sheared detector it is still exact, just not upper triangular.
+  it stays exact for a mirrored detector (one diagonal entry turns negative) or a sheared
+  one (an off-diagonal entry appears).
 * Renderer. nanodrr 0.1.7 has no Siddon mode: its only CPU path is the ``"torch"`` backend
   (``grid_sample`` trilinear interpolation, zero padding) integrated with the midpoint
   rule: each ray is clipped to the box ``[-1, S]`` in voxel index (half a voxel outside
   the faces, where the zero-padded trilinear interpolant vanishes), then ``n_samples``
   midpoints of equal parts of the clipped segment are summed times the step. We use that
-  mode with a fine step (default ``min(voxel spacing) / 5``; the step of a ray is
-  never coarser than requested). It integrates the *trilinear interpolant* of mu, not the
+  mode with a fine step (default ``min(voxel spacing) / 2``; the step of a ray is
+  never coarser than requested; on the chest CT, 0.35 mm vs 0.07 mm differ by < 1e-4
+  relative). It integrates the *trilinear interpolant* of mu, not the
   piecewise-constant voxel field that Siddon integrates: totals agree, but edges are
   blurred by about one voxel and the field leaks half a voxel past the volume faces.
 """
@@ -133,7 +135,7 @@ def render_line_integral_nanodrr(
         col_step_world: ``(3,)`` world displacement per column (mm).
         row_step_world: ``(3,)`` world displacement per row (mm).
         height, width: detector size in pixels.
-        step_mm: largest ray-marching step (mm); default ``min(voxel spacing) / 5``.
+        step_mm: largest ray-marching step (mm); default ``min(voxel spacing) / 2``.
 
     Returns:
         ``(height, width)`` float32 line integrals (dimensionless); mu = 0 outside.
@@ -151,7 +153,7 @@ def render_line_integral_nanodrr(
 
     spacing = np.linalg.norm(a[:3, :3], axis=0)
     if step_mm is None:
-        step_mm = float(spacing.min()) / 5.0
+        step_mm = float(spacing.min()) / 2.0
     # Longest clipped ray: the diagonal of nanodrr's clip box, voxel index [-1, S] per axis.
     diag = float(np.linalg.norm(a[:3, :3] @ (np.array(mu.shape, dtype=np.float64) + 1.0)))
     n_samples = max(2, math.ceil(diag / step_mm))
