@@ -5,7 +5,7 @@
 #
 # Usage: scripts/setup_deepdrr_venv.sh [VENV_PATH]   (default: <repo>/.venv-deepdrr)
 # Idempotent: re-running on an existing, working venv only re-checks it.
-# Needs ~1.5 GB of disk and ~3 min on a fresh venv; no GPU needed (geometry only).
+# Needs ~4 GB of disk and ~2.5 min on a fresh venv; no GPU needed (geometry only).
 set -euo pipefail
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

@@ -34,12 +34,11 @@ class CameraProjection:
 
     @cached_property
     def normalized(self) -> np.ndarray:
-        """The same projection scaled so that its third row gives depth along the principal ray in mm."""
-        matrix = self.index_from_world / np.linalg.norm(self.index_from_world[2, :3])
-        # Points in front of the source (towards the detector) must have positive depth.
-        if np.linalg.det(matrix[:, :3]) < 0:
-            matrix = -matrix
-        return matrix
+        """The same projection scaled so that its third row gives depth along the principal ray in mm.
+
+        Like DeepDRR's (and any K[R|t] with K[2,2] = 1), the homogeneous w must be positive for
+        points in front of the source; a mirrored detector flips det but not w."""
+        return self.index_from_world / np.linalg.norm(self.index_from_world[2, :3])
 
     @cached_property
     def source_world(self) -> np.ndarray:

@@ -11,8 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytest.importorskip("nanodrr")
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+import nanodrr  # noqa: E402,F401  (a pinned test dependency: fail loudly if it is missing)
 from nanodrr_peer import render_line_integral_nanodrr  # noqa: E402
 
 pytestmark = pytest.mark.timeout(120)
