@@ -20,7 +20,7 @@ from ..geometry.collimation import Collimation
 from ..geometry.transforms import apply, apply_direction
 from .materials import HUMaterialModel
 from .patient import Patient
-from .siddon import trace_detector
+from .siddon import HU_OFFSET, trace_detector
 from .spectrum import Spectrum, effective_energy_kev, kramers_spectrum
 
 log = logging.getLogger(__name__)
@@ -79,14 +79,32 @@ class CpuRenderer(Renderer):
         self.patient = patient
         self.beam = beam or BeamConfig()
         self.material_model = material_model or HUMaterialModel()
-        self._material = self.material_model.segment(patient.hu)
-        self._density = self.material_model.densities(patient.hu, self._material)
+        # Integer HU (the CT's own precision) indexes material and density tables.
+        hu = np.clip(np.rint(patient.hu), -HU_OFFSET, HU_OFFSET - 1)
+        self._hu_index = (hu.astype(np.int32) + HU_OFFSET).astype(np.uint16)
+        table_hu = np.arange(2 ** 16, dtype=np.float32) - HU_OFFSET
+        self._material_lut = self.material_model.segment(table_hu)
+        self._density_lut = self.material_model.densities(table_hu, self._material_lut)
         if patient.labels is not None:
             dtype = np.uint8 if patient.labels.max(initial=0) < 256 else np.uint16
-            self._labels = np.ascontiguousarray(patient.labels.astype(dtype))
+            self._labels = patient.labels.astype(dtype)
         else:
-            self._labels = np.zeros((1, 1, 1), dtype=np.uint8)
+            self._labels = np.zeros(patient.shape, dtype=np.uint8)
+        self._oriented: dict[int, tuple[np.ndarray, np.ndarray, tuple[int, int, int]]] = {}
         self._set_beam_tables()
+
+    def oriented_volume(self, axis: int) -> tuple[np.ndarray, np.ndarray, tuple[int, int, int]]:
+        """HU codes and labels with voxel `axis` last in memory (cached), and the axis order."""
+        if axis not in self._oriented:
+            order = tuple(a for a in range(3) if a != axis) + (axis,)
+            self._oriented[axis] = (np.ascontiguousarray(self._hu_index.transpose(order)),
+                                    np.ascontiguousarray(self._labels.transpose(order)), order)
+        return self._oriented[axis]
+
+    def mu_per_mm(self) -> np.ndarray:
+        """Linear attenuation per voxel at the beam's effective energy (1/mm), e.g. for a peer renderer."""
+        mu_table = self._mass_attenuation[:, 0][self._material_lut] * self._density_lut / 10.0
+        return mu_table.astype(np.float32)[self._hu_index]
 
     def _set_beam_tables(self) -> None:
         spectrum = self.beam.spectrum()
@@ -130,16 +148,24 @@ class CpuRenderer(Renderer):
         collimation.validate(width, height)
         exposed = collimation.field_mask(width, height)
         names, lookup = self.structure_channels(structures)
+        if not names:
+            lookup = np.full(1, -1, dtype=np.int32)
         mass_path = np.zeros((len(self.material_model.materials), height, width), dtype=np.float32)
         label_path = np.zeros((max(len(names), 1), height, width) if names else (1, 1, 1), dtype=np.float32)
 
         pixel00, col_step, row_step = camera.detector_grid_world()
         voxel_from_world = self.patient.voxel_from_world
+        source_vox = apply(voxel_from_world, camera.source_world)
+        pixel00_vox = apply(voxel_from_world, pixel00)
+        col_vox = apply_direction(voxel_from_world, col_step)
+        row_vox = apply_direction(voxel_from_world, row_step)
+        centre_ray_vox = pixel00_vox + (width / 2) * col_vox + (height / 2) * row_vox - source_vox
+        hu_index, labels, order = self.oriented_volume(int(np.argmax(np.abs(centre_ray_vox))))
+        order = list(order)
         trace_detector(
-            apply(voxel_from_world, camera.source_world), apply(voxel_from_world, pixel00),
-            apply_direction(voxel_from_world, col_step), apply_direction(voxel_from_world, row_step),
+            source_vox[order], pixel00_vox[order], col_vox[order], row_vox[order],
             camera.source_world, pixel00, col_step, row_step,
-            exposed, self._density, self._material, self._labels, lookup,
+            exposed, hu_index, self._density_lut, self._material_lut, labels, lookup,
             mass_path, label_path, bool(names))
 
         mass_path *= MM_G_PER_CM3_TO_G_PER_CM2

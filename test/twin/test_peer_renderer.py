@@ -29,8 +29,7 @@ def test_real_ct_agrees_with_nanodrr(default_renderer, default_patient, alpha, b
     ours_s = time.perf_counter() - started
 
     # The peer integrates the same attenuation field: our per-voxel mu at the beam's energy.
-    renderer = default_renderer
-    mu_per_mm = (renderer._mass_attenuation[:, 0][renderer._material] * renderer._density / 10.0).astype(np.float32)
+    mu_per_mm = default_renderer.mu_per_mm()
     camera = ours.camera
     pixel00, col_step, row_step = camera.detector_grid_world()
     started = time.perf_counter()
