@@ -7,6 +7,7 @@ PACKAGES = [
     "fluorosam_ros.geometry",
     "fluorosam_ros.twin",
     "fluorosam_ros.nodes",
+
 ]
 
 setup(

@@ -15,7 +15,8 @@ Frames, all right-handed, millimetres:
   index   detector pixels (col, row), pixel (r, c) covering [c, c+1) x [r, r+1):
           K = [[f, 0, W/2], [0, f, H/2], [0, 0, 1]], f = source_to_detector / pixel_size.
 
-index_from_world = K [I | 0] camera_from_arm arm_from_device device_from_world.
+index_from_world = K [I | 0] camera_from_arm arm_from_device device_from_world
+(then, with `mirror_columns`, u -> W - u: the image a person facing the patient expects).
 """
 
 from __future__ import annotations
@@ -75,6 +76,9 @@ class CArmConfig:
     max_beta_deg: float = 225.0
     gamma_deg: float = 0.0
     rotate_camera_left: bool = True
+    # DeepDRR images are seen from the source. A person reads radiographs facing the patient,
+    # which is the mirror image; True flips the columns (index_from_world included).
+    mirror_columns: bool = False
     world_from_device: np.ndarray = field(default_factory=lambda: np.eye(4))
     # Isocenter travel, world mm (a real C-arm's table and base limit it).
     isocenter_min_mm: tuple[float, float, float] = (-2000.0, -2000.0, -2000.0)
@@ -214,7 +218,11 @@ class CArmGeometry:
         return invert_rigid(self.camera_from_world(pose))
 
     def index_from_world(self, pose: CArmPose) -> np.ndarray:
-        return self.config.intrinsic() @ self.camera_from_world(pose)[:3, :]
+        index_from_world = self.config.intrinsic() @ self.camera_from_world(pose)[:3, :]
+        if self.config.mirror_columns:
+            mirror = np.array([[-1.0, 0.0, self.config.sensor_width_px], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+            index_from_world = mirror @ index_from_world
+        return index_from_world
 
     def camera(self, pose: CArmPose) -> CameraProjection:
         c = self.config

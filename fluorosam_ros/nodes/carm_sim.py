@@ -50,6 +50,7 @@ CARM_PARAMETERS = {
     "min_beta_deg": -225.0,
     "max_beta_deg": 225.0,
     "gamma_deg": 0.0,
+    "mirror_columns": True,
     "max_angular_speed_deg_s": 30.0,
     "max_translation_speed_mm_s": 100.0,
 }

@@ -152,3 +152,19 @@ def test_horizontal_offset_look_at_puts_point_on_principal_ray():
     uv = geometry.camera(solution.pose).project(point)[0]
     np.testing.assert_allclose(uv, [768, 768], atol=1e-6)
     assert math.isclose(np.linalg.norm(geometry.viewpoint_world(solution.pose) - point), 0, abs_tol=1e-9)
+
+
+def test_mirrored_columns_show_the_patient_left_on_the_image_right(default_patient):
+    config = CArmConfig.for_supine_patient(mirror_columns=True).with_image_size(256)
+    geometry = CArmGeometry(config)
+    pose = CArmPose(tuple(default_patient.center_world), 0, 0)
+    camera = geometry.camera(pose)
+    left = camera.project(default_patient.structure_centroid_world("lung_upper_lobe_left"))[0]
+    right = camera.project(default_patient.structure_centroid_world("lung_upper_lobe_right"))[0]
+    apex = camera.project(default_patient.structure_centroid_world("vertebrae_T3"))[0]
+    liver = camera.project(default_patient.structure_centroid_world("liver"))[0]
+    assert left[0] > right[0]   # patient's left on the viewer's right, as on a radiograph
+    assert apex[1] < liver[1]   # head up
+    unmirrored = CArmGeometry(CArmConfig.for_supine_patient().with_image_size(256)).camera(pose)
+    np.testing.assert_allclose(unmirrored.project(np.zeros(3))[0, 0], 256 - camera.project(np.zeros(3))[0, 0])
+    np.testing.assert_allclose(camera.source_world, unmirrored.source_world, atol=1e-9)

@@ -1,0 +1,76 @@
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from fluorosam_ros.launch_runner import LaunchError, Launcher, ProcessSpec, load_launch_file, parse_launch_arguments
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_carm_sim_launch_file_builds_the_node_command():
+    (spec,) = load_launch_file(REPO_ROOT / "launch" / "carm_sim.launch.yaml", {"image_size_px": "200"})
+    assert spec.name == "carm_sim"
+    assert spec.command[:3] == [sys.executable, "-m", "fluorosam_ros.nodes.carm_sim"]
+    assert "__node:=carm_sim" in spec.command
+    files = [spec.command[i + 1] for i, token in enumerate(spec.command) if token == "--params-file"]
+    assert [Path(f).name for f in files] == ["carm.yaml", "twin.yaml"]
+    assert "image_size_px:=200" in spec.command
+
+
+def test_substitutions_namespaces_and_remaps(tmp_path, monkeypatch):
+    monkeypatch.setenv("FLUOROSAM_TEST_RATE", "7.5")
+    launch = tmp_path / "x.launch.yaml"
+    launch.write_text("""
+launch:
+- arg: {name: size, default: "64"}
+- let: {name: rate, value: "$(env FLUOROSAM_TEST_RATE)"}
+- group:
+    push-ros-namespace: sim
+    children:
+    - node:
+        pkg: fluorosam_ros
+        exec: carm_sim
+        param: [{name: image_size_px, value: "$(var size)"}, {name: state_rate_hz, value: "$(var rate)"}]
+        remap: [{from: /carm/image, to: /camera/image}]
+- executable: {cmd: "echo $(dirname)", name: echo}
+""")
+    node, echo = load_launch_file(launch, parse_launch_arguments(["size:=32"]))
+    assert "image_size_px:=32" in node.command and "state_rate_hz:=7.5" in node.command
+    assert "__ns:=/sim" in node.command and "/carm/image:=/camera/image" in node.command
+    assert echo.command == ["echo", str(tmp_path)]
+
+
+@pytest.mark.parametrize("body, message", [
+    ("launch:\n- node: {pkg: other_pkg, exec: talker}\n", "cannot start"),
+    ("launch:\n- arg: {name: a}\n", "needs a value"),
+    ("launch:\n- node: {pkg: fluorosam_ros, exec: carm_sim, param: [{name: x, value: $(var nope)}]}\n", "not declared"),
+    ("launch:\n- frobnicate: {}\n", "unsupported"),
+    ("nodes: []\n", "top-level"),
+])
+def test_bad_launch_files_are_refused_with_a_reason(tmp_path, body, message):
+    launch = tmp_path / "bad.launch.yaml"
+    launch.write_text(body)
+    with pytest.raises(LaunchError, match=message):
+        load_launch_file(launch)
+
+
+def test_unknown_launch_argument_is_refused():
+    with pytest.raises(LaunchError, match="unknown launch arguments"):
+        load_launch_file(REPO_ROOT / "launch" / "carm_sim.launch.yaml", {"nope": "1"})
+    with pytest.raises(LaunchError):
+        parse_launch_arguments(["novalue"])
+
+
+def test_launcher_respawns_and_stops(tmp_path):
+    spec = ProcessSpec("short", [sys.executable, "-c", "print('hi')"], output="log", respawn=True, respawn_delay_s=0.0)
+    launcher = Launcher([spec], log_dir=tmp_path)
+    launcher.start()
+    first = launcher.processes["short"]
+    first.wait()
+    launcher.poll()
+    assert launcher.processes["short"] is not first
+    launcher.stop()
+    assert "hi" in (tmp_path / "short.log").read_text()
