@@ -108,6 +108,8 @@ def main(argv=None) -> int:
     p.add_argument("--save-npz", type=Path, default=None,
                    help="write drr (H,W) and, if rendered, channels (C,H,W) as float32 npz")
     args = p.parse_args(argv)
+    if args.patch_size is not None and (args.size ** 2) % (args.patch_size ** 2):
+        p.error("--patch-size^2 must divide --size^2")
 
     import numpy as np
     import torch
@@ -128,14 +130,11 @@ def main(argv=None) -> int:
     _log(f"loaded {args.ct.name} {tuple(subject.volume.shape[1:])} + {args.mask.name} "
          f"({num_structures} structures, labels up to {int(labels.max())}) in {load_s:.1f} s")
 
-    renderer_kwargs = {}
     call_kwargs = {}
     if args.renderer == "trilinear":
         call_kwargs["n_points"] = args.n_points
     drr = DRR(subject, sdd=args.sdd, height=n, delx=delx, renderer=args.renderer,
-              patch_size=args.patch_size, **renderer_kwargs)
-    if args.patch_size is not None and (n * n) % (args.patch_size ** 2):
-        p.error("--patch-size^2 must divide size^2")
+              patch_size=args.patch_size)
 
     # AP pose, as in diffdrr's README: no rotation, source `sid` mm from the
     # isocentre along the camera axis.

@@ -16,6 +16,7 @@ import pytest
 
 from fluorosam_ros.geometry.carm import CArmConfig, CArmGeometry, CArmPose
 from fluorosam_ros.geometry.transforms import project
+from fluorosam_ros.twin.deepdrr_backend import config_from_deepdrr_kwargs, deepdrr_carm_kwargs, deepdrr_move_kwargs
 
 FIXTURE = Path(os.environ.get("FLUOROSAM_DEEPDRR_FIXTURE",
                               Path(__file__).resolve().parents[1] / "fixtures" / "deepdrr_mobile_carm.json"))
@@ -24,16 +25,7 @@ TOLERANCE_PX = 0.05
 
 
 def config_from_deepdrr(record: dict, defaults: dict) -> CArmConfig:
-    params = {**defaults, **record["constructor_kwargs"]}
-    return CArmConfig(
-        source_to_detector_distance_mm=params["source_to_detector_distance"],
-        source_to_isocenter_distance_mm=params["source_to_isocenter_vertical_distance"],
-        source_to_isocenter_horizontal_offset_mm=params["source_to_isocenter_horizontal_offset"],
-        sensor_width_px=params["sensor_width"], sensor_height_px=params["sensor_height"],
-        pixel_size_mm=params["pixel_size"], min_alpha_deg=params["min_alpha"],
-        max_alpha_deg=params["max_alpha"], min_beta_deg=params["min_beta"],
-        max_beta_deg=params["max_beta"], gamma_deg=params["gamma"],
-        rotate_camera_left=params["rotate_camera_left"])
+    return config_from_deepdrr_kwargs({**defaults, **record["constructor_kwargs"]})
 
 
 def test_projection_matches_deepdrr_mobile_carm():
@@ -73,3 +65,21 @@ def test_source_and_principal_ray_match_deepdrr():
         checked += 1
     if checked == 0:
         pytest.fail("the fixture records no source positions or principal rays")
+
+
+def test_geometry_hand_off_to_deepdrr_matches_the_reference_parameters():
+    """What the DeepDRR backend passes to MobileCArm/move_to equals what produced the fixture."""
+    document = json.loads(FIXTURE.read_text())
+    defaults = document["metadata"]["constructor_defaults"]
+    for record in document["poses"]:
+        config = config_from_deepdrr(record, defaults)
+        kwargs = deepdrr_carm_kwargs(config)
+        for name, value in {**defaults, **record["constructor_kwargs"]}.items():
+            if name in kwargs and name != "world_from_device":
+                assert kwargs[name] == pytest.approx(value), name
+        np.testing.assert_allclose(kwargs["world_from_device"], document["metadata"]["default_world_from_device"])
+        move = record["move_to_kwargs"]
+        handed = deepdrr_move_kwargs(CArmPose(tuple(move["isocenter"]), move["alpha"], move["beta"]))
+        assert handed["degrees"] is True
+        np.testing.assert_allclose(handed["isocenter_in_world"], record["isocenter_in_world"], atol=1e-3)
+        assert (handed["alpha"], handed["beta"]) == pytest.approx((move["alpha"], move["beta"]))
