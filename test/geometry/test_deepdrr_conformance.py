@@ -28,7 +28,7 @@ def config_from_deepdrr(record: dict, defaults: dict) -> CArmConfig:
     return config_from_deepdrr_kwargs({**defaults, **record["constructor_kwargs"]})
 
 
-def test_projection_matches_deepdrr_mobile_carm():
+def test_projection_matches_deepdrr_mobile_carm(record_figure):
     document = json.loads(FIXTURE.read_text())
     defaults = document["metadata"]["constructor_defaults"]
     rng = np.random.default_rng(0)
@@ -44,7 +44,7 @@ def test_projection_matches_deepdrr_mobile_carm():
         theirs = project(reference, points)
         errors.append(np.abs(ours - theirs).max())
     errors = np.asarray(errors)
-    print(f"\nDeepDRR conformance ({document['metadata']['deepdrr_version']}): {len(errors)} poses, "
+    record_figure(f"DeepDRR conformance ({document['metadata']['deepdrr_version']}): {len(errors)} poses, "
           f"max reprojection error {errors.max():.4f} px, mean {errors.mean():.4f} px")
     assert len(errors) >= 100
     assert errors.max() < TOLERANCE_PX

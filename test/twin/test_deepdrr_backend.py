@@ -38,13 +38,13 @@ def test_unavailable_backend_says_why_and_cpu_stays_available(default_patient):
 
 @pytest.mark.skipif(deepdrr_unavailable_reason() is not None,
                     reason=f"needs CUDA, nvcc and EGL: {deepdrr_unavailable_reason()}")
-def test_deepdrr_and_cpu_agree_on_the_default_ct(default_patient, default_renderer):
+def test_deepdrr_and_cpu_agree_on_the_default_ct(default_patient, default_renderer, record_figure):
     config = CArmConfig.for_supine_patient(mirror_columns=True).with_image_size(256)
     state = CArmState(config, CArmPose(tuple(default_patient.center_world), 20.0, 10.0))
     gpu = build_renderer("deepdrr", default_patient).render(state, structures=["heart"])
     cpu = default_renderer.render(state, structures=["heart"])
     a, b = gpu.line_integral, cpu.line_integral
     ncc = float(np.mean((a - a.mean()) * (b - b.mean())) / (a.std() * b.std()))
-    print(f"\nDeepDRR vs CPU line integrals: NCC {ncc:.4f}")
+    record_figure(f"DeepDRR vs CPU line integrals: NCC {ncc:.4f}")
     assert ncc > 0.97
     np.testing.assert_array_equal(gpu.mask("heart"), cpu.mask("heart"))

@@ -20,7 +20,7 @@ def normalized_cross_correlation(a: np.ndarray, b: np.ndarray) -> float:
 
 
 @pytest.mark.parametrize("alpha, beta", [(0, 0), (40, 15)])
-def test_real_ct_agrees_with_nanodrr(default_renderer, default_patient, alpha, beta):
+def test_real_ct_agrees_with_nanodrr(default_renderer, default_patient, alpha, beta, record_figure):
     size = 128
     config = CArmConfig.for_supine_patient().with_image_size(size)
     state = CArmState(config, CArmPose(tuple(default_patient.center_world + [0, 0, 40]), alpha, beta))
@@ -38,7 +38,7 @@ def test_real_ct_agrees_with_nanodrr(default_renderer, default_patient, alpha, b
     peer_s = time.perf_counter() - started
     ncc = normalized_cross_correlation(ours.line_integral, peer)
     relative = np.abs(ours.line_integral - peer) / np.maximum(peer, 1e-3)
-    print(f"\nreal CT vs nanodrr at alpha={alpha} beta={beta}, {size}^2: NCC {ncc:.5f}, median relative "
+    record_figure(f"real CT vs nanodrr at alpha={alpha} beta={beta}, {size}^2: NCC {ncc:.5f}, median relative "
           f"difference {np.median(relative) * 100:.2f}%; ours {ours_s:.2f} s, nanodrr {peer_s:.2f} s")
     assert ncc >= 0.99
     assert np.median(relative) < 0.02
