@@ -62,6 +62,7 @@ class Frame:
     camera_info: CameraInfo
     state: CArmStateMsg
     render_s: float
+    rendered_at: tuple  # (pose, collimation) it shows
 
 
 class CArmSimNode(Node):
@@ -164,7 +165,7 @@ class CArmSimNode(Node):
             frame = Frame(image_to_msg(to_mono16(display), "mono16", image_header),
                           camera_info_msg(result.camera, image_header),
                           carm_state_to_msg(state, Header(stamp=stamp, frame_id=self.frame_id)),
-                          render_s)
+                          render_s, (state.pose, state.collimation))
             if self.publish_line_integral:
                 self.line_pub.publish(image_to_msg(result.line_integral, "32FC1", image_header))
             self.last_frame = frame
@@ -185,10 +186,7 @@ class CArmSimNode(Node):
         frame = self.last_frame
         if frame is None or self.moving:
             return
-        if frame.state.isocenter_mm.tolist() != list(self.state.pose.isocenter_mm) or \
-                frame.state.alpha_deg != self.state.pose.alpha_deg or \
-                frame.state.beta_deg != self.state.pose.beta_deg or \
-                frame.state.collimation != carm_state_to_msg(self.state, self._header()).collimation:
+        if frame.rendered_at != (self.state.pose, self.state.collimation):
             self.acquire()
             return
         stamp = self.get_clock().now().to_msg()

@@ -162,7 +162,7 @@ class CArmCommander(Node):
             self.acquire()  # best-effort delivery may drop a frame: ask for another once
             self._spin_until(fresh, timeout_s)
         if fresh() and self.frame.state is None:  # its state travels on a reliable topic
-            self._spin_until(lambda: (self.frame.stamp.nanoseconds // 1) and self._pair_state(), 2.0)
+            self._spin_until(self._pair_state, 2.0)
         return self.frame if fresh() else None
 
     def _pair_state(self) -> bool:
