@@ -7,6 +7,8 @@ PACKAGES = [
     "fluorosam_ros.geometry",
     "fluorosam_ros.twin",
     "fluorosam_ros.nodes",
+    "fluorosam_ros.data",
+    "fluorosam_ros.language",
 
 ]
 
@@ -22,7 +24,7 @@ setup(
     # interface modules live in site-packages under the same package name.
     package_dir={"": "."},
     packages=PACKAGES,
-    package_data={"fluorosam_ros.twin": ["data/*.csv"]},
+    package_data={"fluorosam_ros.language": ["*.yaml"]},
     entry_points={
         "console_scripts": [
             "fluorosam = fluorosam_ros.cli:main",

@@ -65,10 +65,44 @@ def _render(args: list[str]) -> int:
     return 0
 
 
+def _generate(args: list[str]) -> int:
+    from dataclasses import replace
+
+    from fluorosam_ros.data.gallery import write_gallery
+    from fluorosam_ros.data.generate import GeneratorConfig, generate
+
+    defaults = GeneratorConfig()
+    parser = argparse.ArgumentParser(prog="fluorosam generate",
+                                     description="Generate FluoroSeg-style training data (sharded, resumable).")
+    parser.add_argument("--patients", default="", help="folder of patient folders (ct.nii.gz, labels.nii.gz, "
+                        "structures.csv) or one patient folder; default: the default patient")
+    parser.add_argument("--out", default=defaults.out_dir)
+    parser.add_argument("--images", type=int, default=defaults.images)
+    parser.add_argument("--size", type=int, default=defaults.image_size_px)
+    parser.add_argument("--workers", type=int, default=defaults.workers)
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--shard-size", type=int, default=defaults.shard_size)
+    parser.add_argument("--shard-index", type=int, default=0, help="this job's part (Slurm array index)")
+    parser.add_argument("--num-shards", type=int, default=1, help="how many parts the work is split into")
+    parser.add_argument("--gallery", action="store_true", help="also write gallery.png (a contact sheet)")
+    parsed = parser.parse_args(args)
+    if not 0 <= parsed.shard_index < parsed.num_shards:
+        parser.error("--shard-index must be in [0, --num-shards)")
+    config = replace(defaults, out_dir=parsed.out, patients_dir=parsed.patients, images=parsed.images,
+                     image_size_px=parsed.size, workers=parsed.workers, seed=parsed.seed,
+                     shard_size=parsed.shard_size, shard_index=parsed.shard_index, num_shards=parsed.num_shards)
+    card = generate(config)
+    print(f"images per split: {card['images_per_split']}; data card: {Path(parsed.out) / 'DATA_CARD.md'}")
+    if parsed.gallery:
+        print(f"gallery: {write_gallery(Path(parsed.out), Path(parsed.out) / 'gallery.png')}")
+    return 0
+
+
 COMMANDS = {
     "demo": (_demo, "run the simulated C-arm demo (starts the nodes, writes PNGs)"),
     "launch": (_launch, "run a ROS 2 YAML launch file here"),
     "render": (_render, "render one view of the digital twin to a PNG"),
+    "generate": (_generate, "generate synthetic training data (FluoroSeg engine)"),
 }
 
 

@@ -1,0 +1,132 @@
+"""Sharded, streamable dataset IO: WebDataset-style tar files (one sample = several members
+sharing a key), written atomically so an interrupted run can resume, read back as tensors.
+
+Members of sample `k`: `k.json` (metadata, prompts), `k.image.npy` (float16 line integrals,
+-ln(I/I0), 0 outside the collimated field), `k.exposed.npy` (packed bits) and `k.masks.npy`
+(packed bits, one row per mask, in the order of `json["masks"]`).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from .groundtruth import pack_masks, unpack_masks
+
+log = logging.getLogger(__name__)
+SHARD_PATTERN = "shard-{index:06d}.tar"
+
+
+class ShardError(ValueError):
+    """A shard that cannot be read (truncated, corrupt, missing members)."""
+
+
+@dataclass
+class Sample:
+    key: str
+    meta: dict
+    image: np.ndarray      # (H, W) float32 line integrals
+    exposed: np.ndarray    # (H, W) bool
+    masks: np.ndarray      # (N, H, W) bool
+
+    def mask(self, name: str) -> np.ndarray:
+        return self.masks[[m["name"] for m in self.meta["masks"]].index(name)]
+
+
+def _npy_bytes(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    return buffer.getvalue()
+
+
+class ShardWriter:
+    """Writes samples into `path` via a temporary file; `close()` renames it into place."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.partial = self.path.with_suffix(".tar.partial")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._tar = tarfile.open(self.partial, "w")
+        self.count = 0
+
+    def _add(self, name: str, payload: bytes) -> None:
+        info = tarfile.TarInfo(name)
+        info.size = len(payload)
+        self._tar.addfile(info, io.BytesIO(payload))
+
+    def write(self, sample: Sample) -> None:
+        height, width = sample.image.shape
+        meta = {**sample.meta, "height": height, "width": width}
+        self._add(f"{sample.key}.json", json.dumps(meta).encode())
+        self._add(f"{sample.key}.image.npy", _npy_bytes(sample.image.astype(np.float16)))
+        self._add(f"{sample.key}.exposed.npy", _npy_bytes(pack_masks(sample.exposed[None])))
+        self._add(f"{sample.key}.masks.npy", _npy_bytes(pack_masks(sample.masks)))
+        self.count += 1
+
+    def close(self) -> None:
+        self._tar.close()
+        self.partial.replace(self.path)
+
+    def abort(self) -> None:
+        self._tar.close()
+        self.partial.unlink(missing_ok=True)
+
+
+def read_shard(path: Path) -> Iterator[Sample]:
+    """Samples of one shard, in order. Raises ShardError with the reason on a broken file."""
+    members: dict[str, dict[str, bytes]] = {}
+    try:
+        with tarfile.open(path, "r") as tar:
+            for member in tar:
+                key, _, kind = member.name.partition(".")
+                data = tar.extractfile(member)
+                if data is None:
+                    continue
+                members.setdefault(key, {})[kind] = data.read()
+    except (tarfile.TarError, OSError, EOFError) as error:
+        raise ShardError(f"{path}: unreadable shard ({error})") from error
+    for key, parts in members.items():
+        yield _decode(path, key, parts)
+
+
+def _decode(path: Path, key: str, parts: dict[str, bytes]) -> Sample:
+    missing = {"json", "image.npy", "exposed.npy", "masks.npy"} - set(parts)
+    if missing:
+        raise ShardError(f"{path}: sample {key} lacks {sorted(missing)}")
+    try:
+        meta = json.loads(parts["json"])
+        image = np.load(io.BytesIO(parts["image.npy"]), allow_pickle=False).astype(np.float32)
+        height, width = meta["height"], meta["width"]
+        exposed = unpack_masks(np.load(io.BytesIO(parts["exposed.npy"]), allow_pickle=False), height, width)[0]
+        masks = unpack_masks(np.load(io.BytesIO(parts["masks.npy"]), allow_pickle=False), height, width)
+    except (ValueError, KeyError, json.JSONDecodeError) as error:
+        raise ShardError(f"{path}: sample {key} is corrupt ({error})") from error
+    if image.shape != (height, width) or len(masks) != len(meta.get("masks", [])):
+        raise ShardError(f"{path}: sample {key} has inconsistent shapes")
+    return Sample(key, meta, image, exposed, masks)
+
+
+def shard_paths(folder: Path, split: str | None = None) -> list[Path]:
+    folder = Path(folder)
+    pattern = f"{split}/shard-*.tar" if split else "**/shard-*.tar"
+    return sorted(folder.glob(pattern))
+
+
+def iterate_samples(paths: list[Path], rank: int = 0, world_size: int = 1, skip_corrupt: bool = True) -> Iterator[Sample]:
+    """Stream samples from this rank's share of the shards (shard i goes to rank i % world_size)."""
+    for index, path in enumerate(paths):
+        if index % world_size != rank:
+            continue
+        try:
+            yield from read_shard(path)
+        except ShardError as error:
+            if not skip_corrupt:
+                raise
+            log.error("skipping %s", error)
