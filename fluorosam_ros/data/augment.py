@@ -386,7 +386,7 @@ def clahe(image: np.ndarray, tiles: tuple[int, int] = (8, 8), clip_limit: float 
 
     scaled = np.clip(image, 0.0, 1.0) * np.float32(bins)
     bin_index = np.minimum(scaled.astype(np.int32), bins - 1)
-    within_bin = scaled - bin_index
+    within_bin = scaled - bin_index.astype(np.float32)
 
     tile_row = np.repeat(np.arange(n_rows), np.diff(row_edges))
     tile_col = np.repeat(np.arange(n_cols), np.diff(col_edges))
@@ -406,10 +406,11 @@ def clahe(image: np.ndarray, tiles: tuple[int, int] = (8, 8), clip_limit: float 
     c0, c1, wc = _interpolation_weights(width, col_edges)
 
     def transfer(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-        # Flat indices with np.take: several times faster than broadcast tuple indexing.
-        index = ((rows[:, None] * n_cols + cols[None, :]) * bins + bin_index).ravel()
-        values = np.take(cdf_low, index) + within_bin.ravel() * np.take(mass, index)
-        return values.reshape(height, width)
+        # Flat int32 indices with np.take: several times faster than broadcast tuple indexing.
+        row_base = (rows * (n_cols * bins)).astype(np.int32)[:, None]
+        col_base = (cols * bins).astype(np.int32)[None, :]
+        index = (row_base + col_base) + bin_index
+        return np.take(cdf_low, index) + within_bin * np.take(mass, index)
 
     top = (1.0 - wc) * transfer(r0, c0) + wc * transfer(r0, c1)
     bottom = (1.0 - wc) * transfer(r1, c0) + wc * transfer(r1, c1)

@@ -101,7 +101,7 @@ class ImageFactory:
         self.anatomy = PatientAnatomy(patient)
         self.views = ViewSampler(self.anatomy, replace(config.views, image_size_px=config.image_size_px))
         self.vocabulary = Vocabulary.load()
-        self.groups = {g: self.vocabulary.group_members(g) for g in self.vocabulary.groups()}
+        self.groups = {g.name: self.vocabulary.group_members(g.name) for g in self.vocabulary.groups()}
         self.prompts = PromptGenerator(self.vocabulary)
         self.tools = ToolCatalog()
         self.rule = CoverageRule()
@@ -158,6 +158,8 @@ class ImageFactory:
         return line_integral, merge(masks, tool_set), tools
 
     def _meta(self, rng, view, state, result, masks: MaskSet, tools, split, visible) -> dict:
+        from .text import absent_targets
+
         prompt_split = "train" if split == "train" else "eval"
         mask_records, tool_iter = [], iter(tools)
         for name, kind, mask in zip(masks.names, masks.kinds, masks.masks):
@@ -174,8 +176,7 @@ class ImageFactory:
                                      self.prompts.prompts(name, rng, max_prompts=self.config.max_prompts,
                                                           split=prompt_split)]
             mask_records.append(record)
-        absent = sorted(set(self.patient.structure_names.values()) - visible - set(masks.names))
-        absent = [n for n in absent if self._known(n)]
+        absent = absent_targets(self.vocabulary, visible)
         negatives = [_prompt_dict(p) for p in self.prompts.negative_prompts(absent, rng, self.config.negatives_per_image)]
         camera = result.camera
         return {
@@ -189,13 +190,6 @@ class ImageFactory:
             "masks": mask_records, "negatives": negatives,
         }
 
-    def _known(self, name: str) -> bool:
-        try:
-            self.vocabulary.entry(name)
-            return True
-        except KeyError:
-            return False
-
     def _tool_prompts(self, tool: dict, rng) -> list[str]:
         from .tools import tool_prompts
 
@@ -205,8 +199,11 @@ class ImageFactory:
 
 
 def _prompt_dict(prompt) -> dict:
+    """A prompt for the shard; `units` lists the acceptable masks (any one unit, as a union of
+    the named classes) for a non-comprehensive prompt, or the single all-members unit."""
     return {"text": prompt.text, "target": prompt.target, "template_id": prompt.template_id,
-            "comprehensive": prompt.comprehensive, "negative": prompt.negative, "split": prompt.split}
+            "comprehensive": prompt.comprehensive, "negative": prompt.negative, "split": prompt.split,
+            "units": [list(unit) for unit in prompt.units]}
 
 
 # ---- shards and workers --------------------------------------------------------------------
