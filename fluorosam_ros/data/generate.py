@@ -22,15 +22,18 @@ from pathlib import Path
 
 import numpy as np
 
-from ..geometry.carm import CArmState
+from ..geometry.carm import CArmGeometry, CArmState
 from ..geometry.collimation import Collimation
 from ..twin.config import TwinConfig
 from ..twin.patient import Patient
 from ..twin.renderer import CpuRenderer
 from .anatomy import PatientAnatomy
 from .deform import DeformationConfig, deform_patient
+from ..language.vocabulary import Vocabulary
 from .groundtruth import CoverageRule, MaskSet, group_masks, merge, structure_masks
 from .shards import SHARD_PATTERN, Sample, ShardWriter
+from .text import PromptGenerator, absent_targets, held_out_summary
+from .tools import ToolCatalog, add_tools_to_render, place_tool, tool_prompts
 from .views import ViewSampler, ViewSamplerConfig
 
 log = logging.getLogger(__name__)
@@ -90,10 +93,6 @@ class ImageFactory:
     """Renders one image with its masks, prompts and metadata."""
 
     def __init__(self, patient: Patient, config: GeneratorConfig, forced_split: str | None = None) -> None:
-        from ..language.vocabulary import Vocabulary
-        from .text import PromptGenerator
-        from .tools import ToolCatalog
-
         self.patient = patient
         self.config = config
         self.forced_split = forced_split
@@ -120,7 +119,8 @@ class ImageFactory:
         started = time.perf_counter()
         masks = merge(structure_masks(result.path_length_mm, result.structure_names, self.rule),
                       group_masks(result.path_length_mm, result.structure_names, self.groups, self.rule))
-        line_integral, masks, tools = self._add_tools(rng, result, masks, view.target_world)
+        beam = CArmGeometry(view.config).principal_ray_world(view.pose)
+        line_integral, masks, tools = self._add_tools(rng, result, masks, view.target_world, beam)
         timings["masks_tools_s"] = time.perf_counter() - started
         started = time.perf_counter()
         split = self.forced_split or view.split
@@ -141,13 +141,12 @@ class ImageFactory:
             collimation = collimation.with_iris(rng.uniform(0.45, 0.7) * size, size / 2, size / 2)
         return collimation
 
-    def _add_tools(self, rng, result, masks: MaskSet, target_world: np.ndarray):
-        from .tools import add_tools_to_render, place_tool
-
+    def _add_tools(self, rng, result, masks: MaskSet, target_world: np.ndarray, beam_world: np.ndarray):
         if rng.random() >= self.config.tool_probability:
             return result.line_integral, masks, []
         count = int(rng.integers(1, self.config.max_tools + 1))
-        placed = [place_tool(self.tools.sample_variant(rng), rng, target_world) for _ in range(count)]
+        placed = [place_tool(self.tools.sample_variant(rng), rng, target_world, beam_direction_world=beam_world)
+                  for _ in range(count)]
         line_integral, tool_masks, descriptions = add_tools_to_render(
             result, placed, self.renderer.effective_energy_kev)
         kept = [i for i, m in enumerate(tool_masks) if self.rule.keeps(m)]
@@ -158,8 +157,6 @@ class ImageFactory:
         return line_integral, merge(masks, tool_set), tools
 
     def _meta(self, rng, view, state, result, masks: MaskSet, tools, split, visible) -> dict:
-        from .text import absent_targets
-
         prompt_split = "train" if split == "train" else "eval"
         mask_records, tool_iter = [], iter(tools)
         for name, kind, mask in zip(masks.names, masks.kinds, masks.masks):
@@ -191,8 +188,6 @@ class ImageFactory:
         }
 
     def _tool_prompts(self, tool: dict, rng) -> list[str]:
-        from .tools import tool_prompts
-
         variant = self.tools.variant(tool["variant"])
         texts = [tool["description"], *tool_prompts(variant)]
         return list(dict.fromkeys(texts))[: self.config.max_prompts]
@@ -293,8 +288,6 @@ def generate(config: GeneratorConfig, progress: bool = True) -> dict:
 
 def write_data_card(config: GeneratorConfig, out: Path, elapsed_s: float | None = None) -> dict:
     """Counts per structure, group, tool, view family and split, from every finished shard."""
-    from .text import held_out_summary
-
     totals: Counter = Counter()
     shards, patients = 0, set()
     for marker in sorted(out.glob("shard-*.tar.done.json")):

@@ -632,7 +632,8 @@ def _build_flat_plate(spec: PlateSpec, n_holes: int) -> ToolModel:
 
 def _build_tubular_plate(spec: PlateSpec, n_holes: int) -> ToolModel:
     """A third of a tube (axis x, opening towards -z); oval holes cut radially through the arc.
-    Inclusion-exclusion: |outer ∩ W| - |inner ∩ W| - |H ∩ outer ∩ W| + |H ∩ inner ∩ W|."""
+    Inclusion-exclusion with wedge W and hole H:
+    |outer ∩ W| - |inner ∩ W| - |H ∩ outer ∩ W| + |H ∩ inner ∩ W|."""
     outer_r = spec.width / (2 * math.sin(math.pi / 3))
     inner_r = outer_r - spec.thickness
     half_len = (n_holes - 1) * spec.spacing / 2 + 0.5 * spec.spacing
@@ -745,20 +746,22 @@ def _build_strip(segments: Sequence[StripSegment], thickness: float) -> ToolMode
     return ToolModel(tuple(parts))
 
 
-RETRACTORS = {
+S = StripSegment
+RETRACTORS = {  # key: (kind, description, thickness mm, segments handle-first)
     "hohmann_8": ("hohmann", "Hohmann retractor, 8 mm blade", 2.0,
-                  [StripSegment(140, 16, 16), StripSegment(50, 8, 8, 25), StripSegment(12, 8, 2, 45)]),
+                  [S(140, 16, 16), S(50, 8, 8, 25), S(12, 8, 2, 45)]),
     "hohmann_18": ("hohmann", "Hohmann retractor, 18 mm blade", 2.0,
-                   [StripSegment(150, 18, 18), StripSegment(60, 18, 18, 20), StripSegment(15, 18, 4, 50)]),
+                   [S(150, 18, 18), S(60, 18, 18, 20), S(15, 18, 4, 50)]),
     "hohmann_24": ("hohmann", "Hohmann retractor, 24 mm blade", 2.5,
-                   [StripSegment(160, 20, 20), StripSegment(70, 24, 24, 20), StripSegment(18, 24, 6, 50)]),
+                   [S(160, 20, 20), S(70, 24, 24, 20), S(18, 24, 6, 50)]),
     "langenbeck_40x10": ("langenbeck", "Langenbeck retractor, 40 x 10 mm blade", 2.5,
-                         [StripSegment(170, 14, 12), StripSegment(40, 10, 10, 90)]),
+                         [S(170, 14, 12), S(40, 10, 10, 90)]),
     "langenbeck_60x20": ("langenbeck", "Langenbeck retractor, 60 x 20 mm blade", 2.5,
-                         [StripSegment(180, 16, 14), StripSegment(60, 20, 20, 90)]),
+                         [S(180, 16, 14), S(60, 20, 20, 90)]),
     "army_navy": ("army_navy", "army-navy retractor", 2.0,
-                  [StripSegment(30, 13, 13), StripSegment(150, 15, 15, 90), StripSegment(40, 17, 17, 90)]),
+                  [S(30, 13, 13), S(150, 15, 15, 90), S(40, 17, 17, 90)]),
 }
+del S
 
 
 def _retractor_variants() -> list[ToolVariant]:
@@ -788,7 +791,8 @@ def _build_drill(diameter: float, length: float) -> ToolModel:
 
 
 def _drill_variants() -> list[ToolVariant]:
-    return [ToolVariant("drill_bit", f"drill_bit_{_mm(d)}x{length}", f"{_mm(d)} mm drill bit, {length} mm",
+    return [ToolVariant("drill_bit", f"drill_bit_{_mm(d)}x{length}",
+                        f"{_mm(d)} mm drill bit, {length} mm",
                         "steel_420", lambda d=d, L=length: _build_drill(d, L))
             for d, length in ((2.0, 110), (2.5, 110), (3.2, 145), (4.5, 145))]
 
@@ -819,10 +823,10 @@ def _nail_variants() -> list[ToolVariant]:
 
 
 class ToolCatalog:
-    """All variants in a fixed order (family, then as listed)."""
+    """Variants in a fixed order (family, then as listed); all built-in ones by default."""
 
-    def __init__(self, variants: Sequence[ToolVariant]) -> None:
-        self.variants = tuple(variants)
+    def __init__(self, variants: Sequence[ToolVariant] | None = None) -> None:
+        self.variants = tuple(_builtin_variants() if variants is None else variants)
         names = [v.name for v in self.variants]
         if len(set(names)) != len(names):
             raise ValueError("tool variant names must be unique")
@@ -830,6 +834,8 @@ class ToolCatalog:
         if unknown:
             raise ValueError(f"unknown tool materials {sorted(unknown)}")
         self._by_name = dict(zip(names, self.variants))
+        log.debug("tool catalogue: %d variants in %d families", len(self.variants),
+                  len(self.families))
 
     def __len__(self) -> int:
         return len(self.variants)
@@ -844,6 +850,8 @@ class ToolCatalog:
     def by_name(self, name: str) -> ToolVariant:
         return self._by_name[name]
 
+    variant = by_name
+
     def in_family(self, family: str) -> list[ToolVariant]:
         return [v for v in self.variants if v.family == family]
 
@@ -854,11 +862,15 @@ class ToolCatalog:
         return members[int(rng.integers(len(members)))]
 
 
+def _builtin_variants() -> list[ToolVariant]:
+    return (_screw_variants() + _k_wire_variants() + _plate_variants() + _scalpel_variants()
+            + _retractor_variants() + _drill_variants() + _nail_variants())
+
+
 @lru_cache(maxsize=1)
 def default_catalog() -> ToolCatalog:
-    return ToolCatalog(_screw_variants() + _k_wire_variants() + _plate_variants()
-                       + _scalpel_variants() + _retractor_variants() + _drill_variants()
-                       + _nail_variants())
+    """One shared catalogue, so each model's geometry is built once per process."""
+    return ToolCatalog()
 
 
 # ---- placement and rendering ----------------------------------------------------------------
@@ -873,7 +885,8 @@ class PlacedTool:
 
     @property
     def centre_world(self) -> np.ndarray:
-        return self.world_from_tool[:3, :3] @ self.variant.model.centre + self.world_from_tool[:3, 3]
+        rotation, translation = self.world_from_tool[:3, :3], self.world_from_tool[:3, 3]
+        return rotation @ self.variant.model.centre + translation
 
     def prompts(self) -> list[str]:
         return tool_prompts(self.variant)
@@ -891,7 +904,8 @@ def random_rotation(rng: np.random.Generator) -> np.ndarray:
 def _flat_rotation(rng: np.random.Generator, beam: np.ndarray, max_tilt_deg: float) -> np.ndarray:
     """Tool z (its plate normal) within `max_tilt_deg` of the beam, random spin and side."""
     spin = _rotation_about((0, 0, 1), rng.uniform(0, 2 * math.pi))
-    tilt_axis = np.array([math.cos(a := rng.uniform(0, 2 * math.pi)), math.sin(a), 0.0])
+    azimuth = rng.uniform(0, 2 * math.pi)
+    tilt_axis = np.array([math.cos(azimuth), math.sin(azimuth), 0.0])
     tilt = _rotation_about(tilt_axis, math.radians(rng.uniform(0, max_tilt_deg)))
     flip = np.diag([1.0, -1.0, -1.0]) if rng.random() < 0.5 else np.eye(3)
     return _rotation_z_to(beam) @ tilt @ flip @ spin
@@ -924,7 +938,8 @@ def tool_path_lengths(placed_tools: Sequence[PlacedTool], camera: CameraProjecti
     if not placed_tools:
         return out
     pixels = np.flatnonzero(exposed)
-    tools, prims = _pack([t.variant.model for t in placed_tools], [t.world_from_tool for t in placed_tools])
+    tools, prims = _pack([t.variant.model for t in placed_tools],
+                         [t.world_from_tool for t in placed_tools])
     pixel00, col_step, row_step = camera.detector_grid_world()
     _trace_pixels(camera.source_world, pixel00, col_step, row_step, pixels, width, tools, prims,
                   out.reshape(len(placed_tools), -1))

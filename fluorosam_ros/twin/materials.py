@@ -151,4 +151,5 @@ def alloy_mass_attenuation_cm2_per_g(mass_fractions: dict[str, float],
 def alloy_linear_attenuation_per_mm(alloy: str, energies_kev: np.ndarray | float) -> np.ndarray:
     """Linear attenuation of one of `ALLOYS` at its nominal density, 1/mm."""
     spec = ALLOYS[alloy]
-    return alloy_mass_attenuation_cm2_per_g(spec.mass_fractions, energies_kev) * spec.density_g_per_cm3 / 10.0
+    mass_attenuation = alloy_mass_attenuation_cm2_per_g(spec.mass_fractions, energies_kev)
+    return mass_attenuation * spec.density_g_per_cm3 / 10.0  # (cm^2/g)(g/cm^3) = 1/cm

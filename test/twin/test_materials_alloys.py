@@ -15,7 +15,8 @@ from fluorosam_ros.twin.materials import (
     ("Fe", 60.0, 1.205), ("Fe", 100.0, 0.3717), ("Ti", 60.0, 0.7661), ("Ti", 100.0, 0.2721),
 ])
 def test_pure_elements_match_nist(element, energy, nist):
-    assert alloy_mass_attenuation_cm2_per_g({element: 1.0}, energy)[0] == pytest.approx(nist, rel=0.02)
+    mu = alloy_mass_attenuation_cm2_per_g({element: 1.0}, energy)[0]
+    assert mu == pytest.approx(nist, rel=0.02)
 
 
 def test_mixture_rule_is_mass_weighted():
