@@ -185,6 +185,8 @@ class ImageFactory:
             "pixel_size_mm": state.config.pixel_size_mm, "mirror_columns": state.config.mirror_columns,
             "index_from_world": camera.index_from_world.tolist(), "collimation": asdict(state.collimation),
             "masks": mask_records, "negatives": negatives,
+            # every structure with any path length in the image, kept or not: never a negative
+            "visible_structures": sorted(visible),
         }
 
     def _tool_prompts(self, tool: dict, rng) -> list[str]:
