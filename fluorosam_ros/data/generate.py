@@ -255,6 +255,10 @@ def _count(stats: Counter, meta: dict) -> None:
 def _worker(arguments):
     config, index, patients = arguments
     logging.basicConfig(level=logging.WARNING)
+    if config.workers > 1:  # one numba thread per worker process: no oversubscription of the cores
+        import numba
+
+        numba.set_num_threads(max(1, numba.config.NUMBA_NUM_THREADS // config.workers))
     return generate_shard(config, index, patients)
 
 
