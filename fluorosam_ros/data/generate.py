@@ -166,7 +166,7 @@ class ImageFactory:
                 record.update(tool)
                 record["canonical"] = tool["description"]
                 record["prompts"] = [{"text": t, "template_id": "tool", "comprehensive": False}
-                                     for t in self._tool_prompts(tool, rng)]
+                                     for t in self._tool_prompts(tool)]
             else:
                 record["canonical"] = self.prompts.canonical(name)
                 record["prompts"] = [_prompt_dict(p) for p in
@@ -189,7 +189,7 @@ class ImageFactory:
             "visible_structures": sorted(visible),
         }
 
-    def _tool_prompts(self, tool: dict, rng) -> list[str]:
+    def _tool_prompts(self, tool: dict) -> list[str]:
         variant = self.tools.variant(tool["variant"])
         texts = [tool["description"], *tool_prompts(variant)]
         return list(dict.fromkeys(texts))[: self.config.max_prompts]

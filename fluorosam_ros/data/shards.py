@@ -1,9 +1,10 @@
 """Sharded, streamable dataset IO: WebDataset-style tar files (one sample = several members
 sharing a key), written atomically so an interrupted run can resume, read back as tensors.
 
-Members of sample `k`: `k.json` (metadata, prompts), `k.image.npy` (float16 line integrals,
--ln(I/I0), 0 outside the collimated field), `k.exposed.npy` (packed bits) and `k.masks.npy`
-(packed bits, one row per mask, in the order of `json["masks"]`).
+Members of sample `k`: `k.json.zlib` (metadata and prompts, zlib-compressed JSON), `k.image.npy` (float16 line integrals,
+-ln(I/I0), 0 outside the collimated field), `k.exposed.npy` (packed bits) and `k.masks.npy.zlib`
+(packed bits, one row per mask in the order of `json["masks"]`, zlib-compressed: masks are
+large flat regions, so this is ~10x smaller again).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import io
 import json
 import logging
 import tarfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -64,10 +66,10 @@ class ShardWriter:
     def write(self, sample: Sample) -> None:
         height, width = sample.image.shape
         meta = {**sample.meta, "height": height, "width": width}
-        self._add(f"{sample.key}.json", json.dumps(meta).encode())
+        self._add(f"{sample.key}.json.zlib", zlib.compress(json.dumps(meta).encode(), 6))
         self._add(f"{sample.key}.image.npy", _npy_bytes(sample.image.astype(np.float16)))
         self._add(f"{sample.key}.exposed.npy", _npy_bytes(pack_masks(sample.exposed[None])))
-        self._add(f"{sample.key}.masks.npy", _npy_bytes(pack_masks(sample.masks)))
+        self._add(f"{sample.key}.masks.npy.zlib", zlib.compress(_npy_bytes(pack_masks(sample.masks)), 1))
         self.count += 1
 
     def close(self) -> None:
@@ -97,16 +99,17 @@ def read_shard(path: Path) -> Iterator[Sample]:
 
 
 def _decode(path: Path, key: str, parts: dict[str, bytes]) -> Sample:
-    missing = {"json", "image.npy", "exposed.npy", "masks.npy"} - set(parts)
+    missing = {"json.zlib", "image.npy", "exposed.npy", "masks.npy.zlib"} - set(parts)
     if missing:
         raise ShardError(f"{path}: sample {key} lacks {sorted(missing)}")
     try:
-        meta = json.loads(parts["json"])
+        meta = json.loads(zlib.decompress(parts["json.zlib"]))
         image = np.load(io.BytesIO(parts["image.npy"]), allow_pickle=False).astype(np.float32)
         height, width = meta["height"], meta["width"]
         exposed = unpack_masks(np.load(io.BytesIO(parts["exposed.npy"]), allow_pickle=False), height, width)[0]
-        masks = unpack_masks(np.load(io.BytesIO(parts["masks.npy"]), allow_pickle=False), height, width)
-    except (ValueError, KeyError, json.JSONDecodeError) as error:
+        masks_npy = zlib.decompress(parts["masks.npy.zlib"])
+        masks = unpack_masks(np.load(io.BytesIO(masks_npy), allow_pickle=False), height, width)
+    except (ValueError, KeyError, json.JSONDecodeError, zlib.error) as error:
         raise ShardError(f"{path}: sample {key} is corrupt ({error})") from error
     if image.shape != (height, width) or len(masks) != len(meta.get("masks", [])):
         raise ShardError(f"{path}: sample {key} has inconsistent shapes")

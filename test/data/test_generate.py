@@ -121,3 +121,21 @@ def test_shards_are_deterministic_and_the_run_resumes(dataset, tmp_path):
     for key, sample in original.items():
         assert json.dumps(redone[key].meta["masks"]) == json.dumps(sample.meta["masks"])
         np.testing.assert_array_equal(redone[key].image, sample.image)
+
+
+def test_patient_folders_and_the_split_by_patient(tmp_path):
+    from fluorosam_ros.data.generate import list_patients, patient_split
+
+    assert list_patients("") == [None]
+    for name in ("case_b", "case_a", "not_a_patient"):
+        (tmp_path / name).mkdir()
+    (tmp_path / "case_a" / "ct.nii.gz").write_bytes(b"")
+    (tmp_path / "case_b" / "ct.nii.gz").write_bytes(b"")
+    assert [p.name for p in list_patients(str(tmp_path))] == ["case_a", "case_b"]
+    assert list_patients(str(tmp_path / "case_a")) == [tmp_path / "case_a"]
+    with pytest.raises(FileNotFoundError):
+        list_patients(str(tmp_path / "not_a_patient"))
+    assert patient_split("anyone", 0.2, n_patients=1) is None  # one patient: views decide
+    splits = [patient_split(f"case_{i}", 0.2, n_patients=100) for i in range(100)]
+    assert splits == [patient_split(f"case_{i}", 0.2, n_patients=100) for i in range(100)]  # stable
+    assert 8 <= splits.count("val") <= 35
