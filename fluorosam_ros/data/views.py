@@ -9,7 +9,7 @@ limits would distort is re-drawn.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -170,18 +170,18 @@ class ViewSampler:
                           self.split_of(family, direction), {"depth_offset_mm": depth_mm})
 
     def standard(self, rng: np.random.Generator, family: ViewFamily | None = None, attempts: int = 20) -> ViewSample:
+        """The family's canonical pose, then a small random turn of the joints (as a radiographer
+        would set it up), so that the image keeps its canonical roll (spine vertical, head up)."""
         family = family or self.families[rng.integers(len(self.families))]
         target = self._target(family)
         if target is None:
             raise ValueError(f"view {family.name} needs {family.targets}, none present in this patient")
         base = np.asarray(family.direction)
-        if family.perpendicular_to_long_axis and target.elongation > 1.5:
+        if family.perpendicular_to_long_axis and not family.reversible and target.elongation > 1.5:
             across = base - np.dot(base, target.long_axis) * target.long_axis
             base = unit(across) if np.linalg.norm(across) > 0.3 else base
         for attempt in range(attempts):
-            direction = _perturb(base, self.config.standard_tilt_deg, rng)
-            if family.reversible and attempt % 2 == 1:
-                direction = -direction
+            direction = -base if family.reversible and attempt % 2 == 1 else base
             config = self._device(rng)
             extent = _extent_across(target, direction)
             magnification_needed = config.detector_size_mm[0] / (self.config.fit_margin * max(extent, 1.0))
@@ -192,8 +192,23 @@ class ViewSampler:
             jitter = _perpendicular_jitter(direction, self.config.standard_jitter_fraction * field_mm, rng)
             sample = self._solve(family.name, family.name, target.centroid_world + jitter, direction, depth, config)
             if sample is not None:
-                return sample
+                return self._turn_joints(sample, rng)
         raise RuntimeError(f"no feasible pose for view {family.name} in {attempts} attempts")
+
+    def _turn_joints(self, sample: ViewSample, rng: np.random.Generator) -> ViewSample:
+        geometry = CArmGeometry(sample.config)
+        tilt = self.config.standard_tilt_deg
+        angles = geometry.clamp(CArmPose(sample.pose.isocenter_mm,
+                                         sample.pose.alpha_deg + rng.uniform(-tilt, tilt),
+                                         sample.pose.beta_deg + rng.uniform(-tilt, tilt)))
+        achieved = geometry.principal_ray_world(angles)
+        # turn about the target, not the isocenter, so that it stays on the central ray
+        point = sample.target_world - sample.extra["depth_offset_mm"] * achieved
+        turned = geometry.pose_through_point(point, angles.alpha_deg, angles.beta_deg)
+        if geometry.limit_violations(turned):
+            return sample
+        return replace(sample, pose=turned, direction_world=achieved,
+                       split=self.split_of(sample.family, achieved))
 
     def random(self, rng: np.random.Generator, attempts: int = 50) -> ViewSample:
         for _ in range(attempts):

@@ -274,7 +274,7 @@ class CArmGeometry:
 
         best: tuple[float, float, CArmPose, bool] | None = None
         for a, b in self._angle_candidates(alpha, beta):
-            pose = self._pose_through_point(point, a, b)
+            pose = self.pose_through_point(point, a, b)
             clamped_pose = self.clamp(pose)
             clamped = clamped_pose != pose
             error = angle_between_deg(self.principal_ray_world(clamped_pose), requested)
@@ -284,7 +284,7 @@ class CArmGeometry:
                 best = (error, travel, clamped_pose, clamped)
         error, _, pose, clamped = best
         if clamped:
-            pose = self._pose_through_point(point, pose.alpha_deg, pose.beta_deg)
+            pose = self.pose_through_point(point, pose.alpha_deg, pose.beta_deg)
             pose = self.clamp(pose)
         achieved = self.principal_ray_world(pose)
         message = ""
@@ -293,8 +293,9 @@ class CArmGeometry:
                        f"{error:.1f} deg away")
         return LookAtSolution(pose, clamped, requested, achieved, angle_between_deg(achieved, requested), message)
 
-    def _pose_through_point(self, point_world: np.ndarray, alpha: float, beta: float) -> CArmPose:
-        """Isocenter that puts `point_world` on the principal ray at the isocenter's depth."""
+    def pose_through_point(self, point_world: np.ndarray, alpha: float, beta: float) -> CArmPose:
+        """The pose with these angles whose principal ray passes through `point_world` at the
+        isocenter's depth (limits not checked)."""
         offset_arm = np.array([0.0, self.config.source_to_isocenter_horizontal_offset_mm, 0.0])
         rotation_world = self.config.world_from_device[:3, :3] @ self._arm_rotation(
             CArmPose(alpha_deg=alpha, beta_deg=beta))
