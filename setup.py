@@ -9,6 +9,7 @@ PACKAGES = [
     "fluorosam_ros.nodes",
     "fluorosam_ros.data",
     "fluorosam_ros.language",
+    "fluorosam_ros.model",
 
 ]
 
