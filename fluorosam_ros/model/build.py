@@ -1,0 +1,126 @@
+"""Model registry, in the style of segment-anything's `sam_model_registry`.
+
+    model = build_model("fluorosam_cpu_small", checkpoint="weights/fluorosam_cpu_small.pt")
+    model = build_model("fluorosam_swin_l", checkpoint="/path/to/your/weights.pt")  # the paper's
+
+Checkpoints are our own format: a dict with "model" (state dict, without the frozen sentence
+encoder) and "config" (the registry name and settings). Problems raise CheckpointError with the
+reason: a missing or truncated file, or weights of another architecture.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from .fluorosam import FluoroSAM
+from .image_encoder import EfficientNetLiteImageEncoder, SwinImageEncoder
+from .mask_decoder import MaskDecoderConfig
+from .preprocessing import Preprocessor
+from .prompt_encoder import PromptEncoder
+from .text_encoder import SentenceEncoder, TextPromptEncoder, build_sentence_encoder
+
+log = logging.getLogger(__name__)
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be loaded into the requested model."""
+
+
+@dataclass(frozen=True)
+class FluoroSAMConfig:
+    name: str
+    image_encoder: str             # "efficientnet_lite0" | "swin_l"
+    image_size: int
+    embed_dim: int = 256
+    sentence_encoder: str = "minilm"
+    text_input_dim: int = 384
+    text_hidden_dim: int = 512
+    num_codes: int = 1024
+    decoder_mlp_dim: int = 2048
+
+
+CONFIGS = {
+    # CPU-friendly: ImageNet EfficientNet-Lite0 at 256^2, MiniLM text tower.
+    "fluorosam_cpu_small": FluoroSAMConfig("fluorosam_cpu_small", "efficientnet_lite0", 256),
+    # The paper's configuration: Swin-L at 448^2, CLIP ViT-B/32 text tower (512-d),
+    # MLP 512 -> 512 -> 256, VQ over 8192 codes. Weights come from the user.
+    "fluorosam_swin_l": FluoroSAMConfig("fluorosam_swin_l", "swin_l", 448, sentence_encoder="open_clip",
+                                        text_input_dim=512, text_hidden_dim=512, num_codes=8192),
+}
+
+
+def _build(config: FluoroSAMConfig, sentence_encoder: SentenceEncoder | None, pretrained_backbone: bool) -> FluoroSAM:
+    if config.image_encoder == "efficientnet_lite0":
+        image_encoder = EfficientNetLiteImageEncoder(config.embed_dim, pretrained=pretrained_backbone)
+    elif config.image_encoder == "swin_l":
+        image_encoder = SwinImageEncoder(config.embed_dim)
+    else:
+        raise ValueError(f"unknown image encoder {config.image_encoder!r}")
+    grid = config.image_size // 16
+    text = TextPromptEncoder(sentence_encoder, embed_dim=config.embed_dim, input_dim=config.text_input_dim,
+                             hidden_dim=config.text_hidden_dim, num_codes=config.num_codes)
+    prompt = PromptEncoder(config.embed_dim, (grid, grid), (config.image_size, config.image_size))
+    decoder = MaskDecoderConfig(transformer_dim=config.embed_dim, mlp_dim=config.decoder_mlp_dim).build()
+    return FluoroSAM(image_encoder, text, prompt, decoder, Preprocessor(config.image_size))
+
+
+def build_model(name: str, checkpoint: str | Path | None = None, sentence_encoder: SentenceEncoder | None = None,
+                load_sentence_encoder: bool = True) -> FluoroSAM:
+    """A registered model, with weights from `checkpoint` when given.
+
+    The sentence encoder (frozen, from a registry package) is created lazily unless passed in;
+    `load_sentence_encoder=False` builds a model that takes text embeddings only.
+    """
+    if name not in CONFIGS:
+        raise ValueError(f"unknown model {name!r}; registered: {sorted(CONFIGS)}")
+    config = CONFIGS[name]
+    if config.image_encoder == "swin_l" and checkpoint is None:
+        raise CheckpointError("fluorosam_swin_l has no bundled weights: pass checkpoint=<your weights file>")
+    if sentence_encoder is None and load_sentence_encoder:
+        sentence_encoder = build_sentence_encoder(config.sentence_encoder)
+    model = _build(config, sentence_encoder, pretrained_backbone=checkpoint is None)
+    if checkpoint is not None:
+        load_checkpoint(model, checkpoint, expected_name=name)
+    return model
+
+
+def save_checkpoint(model: FluoroSAM, path: str | Path, config_name: str, extra: dict | None = None) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(path.suffix + ".partial")
+    torch.save({"model": model.state_dict(), "config": asdict(CONFIGS[config_name]), **(extra or {})}, partial)
+    partial.replace(path)
+
+
+def load_checkpoint(model: FluoroSAM, path: str | Path, expected_name: str | None = None) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # truncated zip, not a torch file, pickled objects, ...
+        raise CheckpointError(f"{path} is not a readable checkpoint ({type(error).__name__}: {error})") from error
+    if not isinstance(payload, dict) or "model" not in payload:
+        raise CheckpointError(f"{path} is not a FluoroSAM checkpoint (no 'model' entry)")
+    name = payload.get("config", {}).get("name")
+    if expected_name is not None and name not in (None, expected_name):
+        raise CheckpointError(f"{path} holds a {name!r} model, not {expected_name!r}")
+    try:
+        result = model.load_state_dict(payload["model"], strict=False)
+    except RuntimeError as error:  # tensor shapes of another configuration
+        raise CheckpointError(f"{path} does not fit this architecture: {error}") from error
+    if result.missing_keys or result.unexpected_keys:
+        raise CheckpointError(f"{path} does not fit this architecture: {len(result.missing_keys)} missing "
+                              f"(e.g. {result.missing_keys[:3]}), {len(result.unexpected_keys)} unexpected "
+                              f"(e.g. {result.unexpected_keys[:3]})")
+    return payload
+
+
+MODEL_REGISTRY: dict[str, Callable[..., FluoroSAM]] = {
+    name: (lambda checkpoint=None, _name=name, **kw: build_model(_name, checkpoint, **kw)) for name in CONFIGS
+}

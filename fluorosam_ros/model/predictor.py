@@ -1,0 +1,126 @@
+"""FluoroSAMPredictor: `set_image()` once (the embedding is cached), then `predict()` per prompt.
+
+    predictor = FluoroSAMPredictor(build_model("fluorosam_cpu_small", "weights/..."))
+    predictor.set_image(image)                       # (H, W) X-ray, any dtype
+    result = predictor.predict(text="left lung")     # masks at the image's resolution
+    if result.absent: ...                            # the model says it is not in the image
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .fluorosam import FluoroSAM
+
+MAX_PROMPT_CHARS = 500
+MAX_POINTS = 64
+
+
+class PromptError(ValueError):
+    """A prompt the predictor refuses, with the reason."""
+
+
+@dataclass
+class Prediction:
+    masks: np.ndarray          # (K, H, W) bool at the original resolution, best first
+    iou_scores: np.ndarray     # (K,) predicted IoU, same order
+    absent_score: float        # probability that the prompted structure is not in the image
+    low_res_logits: np.ndarray  # (K, S/4, S/4), for iterative refinement
+    absent_threshold: float = 0.5
+
+    @property
+    def absent(self) -> bool:
+        return self.absent_score >= self.absent_threshold
+
+    @property
+    def best_mask(self) -> np.ndarray:
+        return self.masks[0]
+
+
+class FluoroSAMPredictor:
+    def __init__(self, model: FluoroSAM, absent_threshold: float = 0.5) -> None:
+        self.model = model.eval()
+        self.absent_threshold = absent_threshold
+        self.device = next(model.parameters()).device
+        self._embedding: torch.Tensor | None = None
+        self._original_size: tuple[int, int] | None = None
+        self._input_size: tuple[int, int] | None = None
+
+    @property
+    def is_image_set(self) -> bool:
+        return self._embedding is not None
+
+    @torch.no_grad()
+    def set_image(self, image: np.ndarray, valid: np.ndarray | None = None) -> None:
+        """Compute and cache the image embedding. `valid` marks exposed pixels (collimation)."""
+        image = np.asarray(image)
+        if image.ndim == 3 and image.shape[-1] in (3, 4):
+            image = image[..., :3].mean(axis=-1)
+        if image.ndim != 2 or min(image.shape) < 8:
+            raise ValueError(f"expected a 2-D image of at least 8x8 pixels, got shape {image.shape}")
+        if not np.issubdtype(image.dtype, np.number) or not np.all(np.isfinite(image)):
+            raise ValueError("image must be numeric and finite (no NaN or inf)")
+        if valid is not None and np.asarray(valid).shape != image.shape:
+            raise ValueError(f"valid mask shape {np.asarray(valid).shape} != image shape {image.shape}")
+        tensor, input_size = self.model.preprocessor(image.astype(np.float32), valid)
+        self._embedding = self.model.embed_image(tensor.to(self.device))
+        self._original_size = image.shape
+        self._input_size = tuple(input_size)
+
+    def reset_image(self) -> None:
+        self._embedding = self._original_size = self._input_size = None
+
+    @torch.no_grad()
+    def predict(self, text: str | None = None, points: np.ndarray | None = None, labels: np.ndarray | None = None,
+                multimask_output: bool = True) -> Prediction:
+        """Masks for a text prompt and/or points (x = column, y = row, original pixels; labels 1/0)."""
+        if self._embedding is None:
+            raise RuntimeError("call set_image() before predict()")
+        text_tokens = self._text_tokens(text)
+        point_inputs = self._points(points, labels)
+        if text_tokens is None and point_inputs is None:
+            raise PromptError("give a text prompt, points, or both")
+        output = self.model.decode(self._embedding, point_inputs, text_tokens, multimask_output)
+        logits = self.model.preprocessor.postprocess_masks(output.masks, self._input_size, self._original_size)[0]
+        order = torch.argsort(output.iou_predictions[0], descending=True)
+        return Prediction(masks=(logits[order] > 0).cpu().numpy(),
+                          iou_scores=output.iou_predictions[0][order].cpu().numpy(),
+                          absent_score=float(torch.sigmoid(output.absent_logits[0])),
+                          low_res_logits=output.masks[0][order].cpu().numpy(),
+                          absent_threshold=self.absent_threshold)
+
+    def _text_tokens(self, text: str | None) -> torch.Tensor | None:
+        if text is None:
+            return None
+        if not isinstance(text, str):
+            raise PromptError(f"text must be a string, got {type(text).__name__}")
+        text = text.strip()
+        if not text:
+            raise PromptError("text prompt is empty")
+        if len(text) > MAX_PROMPT_CHARS:
+            raise PromptError(f"text prompt has {len(text)} characters; the limit is {MAX_PROMPT_CHARS}")
+        return self.model.encode_text(texts=[text]).tokens.to(self.device)
+
+    def _points(self, points: np.ndarray | None, labels: np.ndarray | None):
+        if points is None and labels is None:
+            return None
+        if points is None or labels is None:
+            raise PromptError("points and labels go together")
+        points = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+        labels = np.asarray(labels).reshape(-1)
+        if len(points) != len(labels) or not 0 < len(points) <= MAX_POINTS:
+            raise PromptError(f"need 1..{MAX_POINTS} points with one label each; got {len(points)} and {len(labels)}")
+        if not np.all(np.isfinite(points)):
+            raise PromptError("points contain NaN or inf")
+        height, width = self._original_size
+        outside = (points[:, 0] < 0) | (points[:, 0] >= width) | (points[:, 1] < 0) | (points[:, 1] >= height)
+        if outside.any():
+            raise PromptError(f"points {points[outside].tolist()} lie outside the {width}x{height} image")
+        if not np.isin(labels, (0, 1)).all():
+            raise PromptError("point labels must be 1 (positive) or 0 (negative)")
+        coords = self.model.preprocessor.apply_coords(points.astype(np.float32), self._original_size)
+        return (torch.as_tensor(coords, dtype=torch.float32, device=self.device)[None],
+                torch.as_tensor(labels, dtype=torch.long, device=self.device)[None])

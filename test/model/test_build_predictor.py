@@ -1,0 +1,107 @@
+"""The assembled model: registry, checkpoints (good and corrupt), and the predictor's contract."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from fluorosam_ros.model.build import CheckpointError, build_model, load_checkpoint, save_checkpoint
+from fluorosam_ros.model.predictor import FluoroSAMPredictor, PromptError
+
+
+class HashingSentenceEncoder:
+    """A deterministic stand-in for MiniLM (unit-test isolation only): 384-d from a hash."""
+
+    dim = 384
+
+    def encode(self, texts):
+        rows = [torch.randn(384, generator=torch.Generator().manual_seed(abs(hash(t)) % 2**31)) for t in texts]
+        return torch.nn.functional.normalize(torch.stack(rows), dim=1)
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return build_model("fluorosam_cpu_small", sentence_encoder=HashingSentenceEncoder())
+
+
+@pytest.fixture
+def predictor(model, rng):
+    predictor = FluoroSAMPredictor(model)
+    predictor.set_image(rng.random((300, 200)).astype(np.float32))
+    return predictor
+
+
+def test_predict_returns_masks_at_the_original_resolution(predictor):
+    result = predictor.predict(text="left lung")
+    assert result.masks.shape == (3, 300, 200) and result.masks.dtype == bool
+    assert result.iou_scores.shape == (3,) and np.all(np.diff(result.iou_scores) <= 0)
+    assert 0.0 <= result.absent_score <= 1.0
+    assert result.low_res_logits.shape == (3, 64, 64)
+    single = predictor.predict(text="left lung", points=np.array([[50.0, 60.0]]), labels=np.array([1]),
+                               multimask_output=False)
+    assert single.masks.shape == (1, 300, 200)
+    points_only = predictor.predict(points=np.array([[10.0, 20.0], [150.0, 250.0]]), labels=np.array([1, 0]))
+    assert points_only.masks.shape == (3, 300, 200)
+
+
+def test_cached_embedding_is_reused(predictor, monkeypatch):
+    calls = []
+    original = predictor.model.embed_image
+    monkeypatch.setattr(predictor.model, "embed_image", lambda x: calls.append(1) or original(x))
+    predictor.predict(text="heart")
+    predictor.predict(text="spine")
+    assert calls == []
+
+
+@pytest.mark.parametrize("kwargs, reason", [
+    (dict(), "text prompt, points"),
+    (dict(text=""), "empty"),
+    (dict(text="x" * 10_000), "limit"),
+    (dict(points=np.array([[500.0, 10.0]]), labels=np.array([1])), "outside"),
+    (dict(points=np.array([[np.nan, 10.0]]), labels=np.array([1])), "NaN"),
+    (dict(points=np.array([[5.0, 10.0]]), labels=np.array([2])), "labels"),
+    (dict(points=np.array([[5.0, 10.0]])), "together"),
+])
+def test_bad_prompts_are_refused_with_a_reason(predictor, kwargs, reason):
+    with pytest.raises(PromptError, match=reason):
+        predictor.predict(**kwargs)
+
+
+def test_bad_images_and_order_of_calls(model):
+    predictor = FluoroSAMPredictor(model)
+    with pytest.raises(RuntimeError, match="set_image"):
+        predictor.predict(text="heart")
+    with pytest.raises(ValueError, match="finite"):
+        predictor.set_image(np.full((64, 64), np.nan))
+    with pytest.raises(ValueError, match="2-D"):
+        predictor.set_image(np.zeros((4, 64, 64, 2)))
+
+
+def test_checkpoint_round_trip_and_corrupt_files(model, tmp_path):
+    path = tmp_path / "model.pt"
+    save_checkpoint(model, path, "fluorosam_cpu_small", {"step": 7})
+    torch.manual_seed(1)
+    other = build_model("fluorosam_cpu_small", sentence_encoder=HashingSentenceEncoder())
+    payload = load_checkpoint(other, path, expected_name="fluorosam_cpu_small")
+    assert payload["step"] == 7
+    for (name, a), b in zip(model.state_dict().items(), other.state_dict().values()):
+        assert torch.equal(a, b), name
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(path.read_bytes()[: path.stat().st_size // 3])
+    with pytest.raises(CheckpointError, match="not a readable checkpoint"):
+        load_checkpoint(other, truncated)
+    wrong = tmp_path / "wrong.pt"
+    torch.save({"model": {"image_encoder.neck.bogus": torch.zeros(3)}, "config": {"name": "fluorosam_cpu_small"}}, wrong)
+    with pytest.raises(CheckpointError, match="does not fit"):
+        load_checkpoint(other, wrong)
+    with pytest.raises(CheckpointError, match="not found"):
+        load_checkpoint(other, tmp_path / "missing.pt")
+
+
+def test_registry_names_and_the_paper_configuration_needs_weights():
+    with pytest.raises(ValueError, match="registered"):
+        build_model("sam_vit_h")
+    with pytest.raises(CheckpointError, match="no bundled weights"):
+        build_model("fluorosam_swin_l")
