@@ -31,6 +31,7 @@ import numba
 import numpy as np
 
 from ..geometry.camera import CameraProjection
+from ..geometry.transforms import invert_rigid, rotation_about_axis
 from ..twin.materials import ALLOYS, alloy_linear_attenuation_per_mm
 from ..twin.renderer import RenderResult
 
@@ -149,7 +150,7 @@ class ToolModel:
         transforms, static = [], []
         for part in self.parts:
             for index, prim in enumerate(part.primitives):
-                transforms.append(_invert_rigid(prim.tool_from_local))
+                transforms.append(invert_rigid(prim.tool_from_local))
                 last = 1.0 if index == len(part.primitives) - 1 else 0.0
                 static.append([prim.kind, part.sign, last, *prim.params, prim.bound_radius()])
         return np.array(transforms), np.array(static, dtype=np.float64)
@@ -171,13 +172,6 @@ def _rotation_z_to(axis: Sequence[float]) -> np.ndarray:
     x = np.cross(helper, z)
     x /= np.linalg.norm(x)
     return np.column_stack([x, np.cross(z, x), z])
-
-
-def _rotation_about(axis: Sequence[float], angle_rad: float) -> np.ndarray:
-    x, y, z = np.asarray(axis, dtype=float) / np.linalg.norm(axis)
-    c, s = math.cos(angle_rad), math.sin(angle_rad)
-    cross = np.array([[0, -z, y], [z, 0, -x], [-y, x, 0]])
-    return c * np.eye(3) + s * cross + (1 - c) * np.outer([x, y, z], [x, y, z])
 
 
 def cylinder(radius: float, z0: float, z1: float, origin: Sequence[float] = (0, 0, 0),
@@ -417,19 +411,12 @@ def _trace_pixels(source, pixel00, col_step, row_step, pixels, width, tools, pri
         _trace_segment(tools, prims, out, pixel, source[0], source[1], source[2], dx, dy, dz)
 
 
-def _invert_rigid(transform: np.ndarray) -> np.ndarray:
-    inverse = np.eye(4)
-    inverse[:3, :3] = transform[:3, :3].T
-    inverse[:3, 3] = -transform[:3, :3].T @ transform[:3, 3]
-    return inverse
-
-
 def _pack(models: Sequence[ToolModel],
           world_from_tools: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """Flatten tools into the kernel's tables (all transforms taken to local_from_world)."""
     tool_rows, prim_blocks, first = [], [], 0
     for model, world_from_tool in zip(models, world_from_tools):
-        tool_from_world = _invert_rigid(np.asarray(world_from_tool, dtype=float))
+        tool_from_world = invert_rigid(np.asarray(world_from_tool, dtype=float))
         lo, hi = model.bounds
         # same column layout as primitive rows for the transform (columns 3..14)
         tool_rows.append([first, model.n_primitives, 0.0, *tool_from_world[:3, :3].ravel(),
@@ -783,7 +770,7 @@ def _build_drill(diameter: float, length: float) -> ToolModel:
     parts = [solid(frustum(0.0, r, 0, tip))]
     for i in range(n):
         z = tip + (i + 0.5) * step
-        rotation = _rotation_about((0, 0, 1), 2 * math.pi * z / lead)
+        rotation = rotation_about_axis((0, 0, 1), 2 * math.pi * z / lead)
         parts.append(solid(cylinder(r, z - step / 2, z + step / 2),
                            box((r, 0.45 * r, step / 2), (0, 0, z), rotation)))
     parts.append(solid(cylinder(r, flute_end, length)))
@@ -903,10 +890,10 @@ def random_rotation(rng: np.random.Generator) -> np.ndarray:
 
 def _flat_rotation(rng: np.random.Generator, beam: np.ndarray, max_tilt_deg: float) -> np.ndarray:
     """Tool z (its plate normal) within `max_tilt_deg` of the beam, random spin and side."""
-    spin = _rotation_about((0, 0, 1), rng.uniform(0, 2 * math.pi))
+    spin = rotation_about_axis((0, 0, 1), rng.uniform(0, 2 * math.pi))
     azimuth = rng.uniform(0, 2 * math.pi)
     tilt_axis = np.array([math.cos(azimuth), math.sin(azimuth), 0.0])
-    tilt = _rotation_about(tilt_axis, math.radians(rng.uniform(0, max_tilt_deg)))
+    tilt = rotation_about_axis(tilt_axis, math.radians(rng.uniform(0, max_tilt_deg)))
     flip = np.diag([1.0, -1.0, -1.0]) if rng.random() < 0.5 else np.eye(3)
     return _rotation_z_to(beam) @ tilt @ flip @ spin
 

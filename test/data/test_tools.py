@@ -8,6 +8,7 @@ import pytest
 
 from fluorosam_ros.data import tools as T
 from fluorosam_ros.geometry.carm import CArmConfig, CArmGeometry, CArmPose
+from fluorosam_ros.geometry.transforms import rotation_about_axis
 from fluorosam_ros.twin.materials import ALLOYS, alloy_linear_attenuation_per_mm
 from fluorosam_ros.twin.renderer import RenderResult
 
@@ -90,11 +91,11 @@ def _random_segments(rng, centre, n=120, reach=12.0):
 
 PRIMITIVE_CASES = {
     "cylinder": T.solid(T.cylinder(4.0, -15, 10, origin=(1, 2, 3), axis=(1, 1, 0))),
-    "box": T.solid(T.box((8, 3, 5), (0, 1, 0), T._rotation_about((1, 2, 3), 0.7))),
+    "box": T.solid(T.box((8, 3, 5), (0, 1, 0), rotation_about_axis((1, 2, 3), 0.7))),
     "sphere": T.solid(T.sphere(7.0, (2, 0, -1))),
     "frustum": T.solid(T.frustum(6.0, 1.5, -10, 8, axis=(0, 1, 1))),
     "cone_point": T.solid(T.frustum(0.0, 5.0, 0, 12)),
-    "stadium": T.solid(T.stadium(6.0, 3.0, 2.0, (0, 0, 1), T._rotation_about((0, 1, 0), 0.4))),
+    "stadium": T.solid(T.stadium(6.0, 3.0, 2.0, (0, 0, 1), rotation_about_axis((0, 1, 0), 0.4))),
     "cylinder_cut_by_halfspace": T.solid(T.cylinder(5.0, -10, 10),
                                          T.halfspace((0, 1, 0), (1, 1, 0))),
 }
