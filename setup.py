@@ -10,6 +10,7 @@ PACKAGES = [
     "fluorosam_ros.data",
     "fluorosam_ros.language",
     "fluorosam_ros.model",
+    "fluorosam_ros.train",
 
 ]
 

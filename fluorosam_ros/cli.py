@@ -98,11 +98,18 @@ def _generate(args: list[str]) -> int:
     return 0
 
 
+def _train(args: list[str]) -> int:
+    from fluorosam_ros.train.trainer import main
+
+    return main(args)
+
+
 COMMANDS = {
     "demo": (_demo, "run the simulated C-arm demo (starts the nodes, writes PNGs)"),
     "launch": (_launch, "run a ROS 2 YAML launch file here"),
     "render": (_render, "render one view of the digital twin to a PNG"),
     "generate": (_generate, "generate synthetic training data (FluoroSeg engine)"),
+    "train": (_train, "train FluoroSAM on generated shards (also under torchrun)"),
 }
 
 

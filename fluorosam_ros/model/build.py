@@ -11,7 +11,7 @@ reason: a missing or truncated file, or weights of another architecture.
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -70,7 +70,8 @@ def _build(config: FluoroSAMConfig, sentence_encoder: SentenceEncoder | None, pr
 
 
 def build_model(name: str, checkpoint: str | Path | None = None, sentence_encoder: SentenceEncoder | None = None,
-                load_sentence_encoder: bool = True) -> FluoroSAM:
+                load_sentence_encoder: bool = True, overrides: dict | None = None,
+                pretrained_backbone: bool | None = None) -> FluoroSAM:
     """A registered model, with weights from `checkpoint` when given.
 
     The sentence encoder (frozen, from a registry package) is created lazily unless passed in;
@@ -78,12 +79,14 @@ def build_model(name: str, checkpoint: str | Path | None = None, sentence_encode
     """
     if name not in CONFIGS:
         raise ValueError(f"unknown model {name!r}; registered: {sorted(CONFIGS)}")
-    config = CONFIGS[name]
+    config = replace(CONFIGS[name], **(overrides or {}))
     if config.image_encoder == "swin_l" and checkpoint is None:
         raise CheckpointError("fluorosam_swin_l has no bundled weights: pass checkpoint=<your weights file>")
     if sentence_encoder is None and load_sentence_encoder:
         sentence_encoder = build_sentence_encoder(config.sentence_encoder)
-    model = _build(config, sentence_encoder, pretrained_backbone=checkpoint is None)
+    if pretrained_backbone is None:
+        pretrained_backbone = checkpoint is None
+    model = _build(config, sentence_encoder, pretrained_backbone)
     if checkpoint is not None:
         load_checkpoint(model, checkpoint, expected_name=name)
     return model

@@ -1,0 +1,1 @@
+"""Training FluoroSAM: losses, prompt sampling and the training loop."""

@@ -1,0 +1,321 @@
+"""The FluoroSAM trainer: one process on the CPU, or the same code under
+`torchrun --nproc_per_node=N -m fluorosam_ros.train.trainer ...` (DistributedDataParallel; each
+rank streams its own shards).
+
+Per step: a batch of images is encoded once; for each image several text prompts are decoded
+(text only), then corrected iteratively with clicks sampled from the error region (SAM's
+interactive training), up to `max_points` points. Losses: focal + dice on the best of the 3
+outputs, MSE for the IoU head, BCE for "absent", and the VQ term. AdamW with a linear warm-up
+then step decay; AMP on CUDA. Checkpoints keep the optimizer, scheduler and RNG states.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
+
+from ..data.augment import SimToRealAugmenter
+from ..data.dataset import FluoroSegDataset
+from ..data.shards import Sample
+from ..model.build import build_model, load_checkpoint, save_checkpoint
+from ..model.fluorosam import FluoroSAM
+from .losses import LossConfig, fluorosam_loss
+from .prompts import PromptSamplerConfig, TrainingPrompt, next_point, sample_prompt
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainConfig:
+    data_dir: str = "output/fluoroseg"
+    out_dir: str = "output/train"
+    model: str = "fluorosam_cpu_small"
+    image_size: int | None = None        # None: the registry's size
+    images_per_step: int = 4
+    prompts_per_image: int = 4
+    max_steps: int = 2000
+    lr: float = 8e-4                     # the paper's base rate
+    weight_decay: float = 0.01
+    warmup_steps: int = 100
+    milestones: tuple[float, float] = (0.6, 0.85)  # fractions of max_steps: x0.1 at each
+    max_points: int = 8
+    grad_clip: float = 1.0
+    seed: int = 0
+    checkpoint_every: int = 200
+    log_every: int = 10
+    augment: bool = True
+    resume: bool = True
+    loss: LossConfig = field(default_factory=LossConfig)
+    prompts: PromptSamplerConfig = field(default_factory=lambda: PromptSamplerConfig(point_only_probability=0.0))
+
+
+def learning_rate_factor(step: int, config: TrainConfig) -> float:
+    """Linear warm-up, then x0.1 at each milestone."""
+    if step < config.warmup_steps:
+        return (step + 1) / config.warmup_steps
+    decays = sum(step >= fraction * config.max_steps for fraction in config.milestones)
+    return 0.1 ** decays
+
+
+def distributed_context() -> tuple[int, int, torch.device]:
+    """(rank, world_size, device); initialises the process group under torchrun."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    if world_size > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    if torch.cuda.is_available():
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local)
+        return rank, world_size, torch.device("cuda", local)
+    return rank, world_size, torch.device("cpu")
+
+
+class Trainer:
+    def __init__(self, config: TrainConfig, model: FluoroSAM | None = None,
+                 status_callback: Callable[[dict], None] | None = None) -> None:
+        self.config = config
+        self.rank, self.world_size, self.device = distributed_context()
+        self._seed_everything(config.seed + self.rank)
+        overrides = {"image_size": config.image_size} if config.image_size else None
+        self.module = (model or build_model(config.model, overrides=overrides)).to(self.device)
+        self.step_module = _StepLoss(self.module, self)
+        # DDP must wrap a module whose forward() runs the whole step, so that its gradient
+        # hooks see every parameter the step used.
+        self.runner = (DistributedDataParallel(self.step_module, find_unused_parameters=True)
+                       if self.world_size > 1 else self.step_module)
+        parameters = [p for p in self.module.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(parameters, lr=config.lr, weight_decay=config.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: learning_rate_factor(s, config))
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.device.type == "cuda")
+        self.step = 0
+        self.status_callback = status_callback
+        self.out_dir = Path(config.out_dir)
+        self.rng = np.random.default_rng([config.seed, self.rank])
+        if config.resume and (self.out_dir / "checkpoint_last.pt").is_file():
+            self.load(self.out_dir / "checkpoint_last.pt")
+
+    # ---- data ----------------------------------------------------------------------------
+    def _samples(self) -> Iterator[dict]:
+        augmenter = SimToRealAugmenter() if self.config.augment else None
+        epoch = 0
+        while True:
+            dataset = FluoroSegDataset(self.config.data_dir, "train", self.rank, self.world_size, augmenter,
+                                       seed=self.config.seed + 1000 * epoch)
+            yielded = False
+            for item in dataset:
+                yielded = True
+                yield item
+            if not yielded:
+                raise RuntimeError(f"rank {self.rank} got no training samples from {self.config.data_dir}")
+            epoch += 1
+
+    def _batch(self, samples: Iterator[dict]) -> list[dict]:
+        return [next(samples) for _ in range(self.config.images_per_step)]
+
+    # ---- one step ------------------------------------------------------------------------
+    def train_step(self, items: list[dict]) -> dict[str, float]:
+        module = self.module
+        module.train()
+        with torch.autocast(self.device.type, enabled=self.device.type == "cuda"):
+            total, losses = self.runner(items)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(total).backward()
+        self.scaler.unscale_(self.optimizer)
+        torch.nn.utils.clip_grad_norm_(module.parameters(), self.config.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        self.step += 1
+        metrics = {key: float(np.mean([loss.as_dict()[key] for loss in losses])) for key in losses[0].as_dict()}
+        metrics["lr"] = self.optimizer.param_groups[0]["lr"]
+        return metrics
+
+    def _prompt_losses(self, embedding: torch.Tensor, prompts: list[TrainingPrompt], input_size, sample: Sample):
+        module = self.module
+        preprocessor = module.preprocessor
+        texts = [p.text for p in prompts]
+        tokens = module.encode_text(texts=texts)
+        low = module.image_size // 4
+        targets = torch.stack([_low_res_target(p.target, preprocessor, input_size, low) for p in prompts]).to(self.device)
+        absent = torch.tensor([p.absent for p in prompts], device=self.device)
+        rounds = int(self.rng.integers(0, self.config.max_points + 1))
+        points = [np.zeros((0, 2)) for _ in prompts]
+        labels = [np.zeros(0, dtype=int) for _ in prompts]
+        loss_terms = []
+        for round_index in range(rounds + 1):
+            point_input = _pad_points(points, labels, preprocessor, sample.image.shape, self.device) if round_index else None
+            output = module.decode(embedding, point_input, tokens.tokens, multimask_output=True)
+            weight = torch.ones(len(prompts), device=self.device)
+            loss_terms.append(fluorosam_loss(output, targets, absent, tokens.vq_loss, weight, self.config.loss))
+            if round_index == rounds:
+                break
+            best = output.masks.detach()[torch.arange(len(prompts)), loss_terms[-1].best_index] > 0
+            for i, prompt in enumerate(prompts):
+                if prompt.absent:
+                    continue
+                click = next_point(_to_original(best[i], preprocessor, input_size, sample.image.shape), prompt.target, self.rng)
+                if click is not None:
+                    points[i] = np.vstack([points[i], click[0][None]])
+                    labels[i] = np.append(labels[i], click[1])
+        # text-only (round 0) weighs as much as all the rounds with points together
+        text_only = loss_terms[0]
+        if len(loss_terms) == 1:
+            return text_only
+        with_points = loss_terms[1:]
+        combined = 0.5 * text_only.total + 0.5 * torch.stack([t.total for t in with_points]).mean()
+        text_only.total = combined
+        return text_only
+
+    # ---- run, checkpoints ----------------------------------------------------------------
+    def fit(self, progress: bool = True) -> dict[str, float]:
+        from tqdm import tqdm
+
+        samples = self._samples()
+        bar = tqdm(total=self.config.max_steps, initial=self.step, disable=not progress or self.rank != 0,
+                   desc="training", unit="step")
+        started, first_step, metrics = time.perf_counter(), self.step, {}
+        while self.step < self.config.max_steps:
+            metrics = self.train_step(self._batch(samples))
+            bar.update(1)
+            bar.set_postfix(loss=f"{metrics['total']:.3f}", lr=f"{metrics['lr']:.1e}")
+            elapsed = time.perf_counter() - started
+            rate = (self.step - first_step) * self.config.images_per_step * self.world_size / max(elapsed, 1e-9)
+            metrics.update(step=self.step, images_per_s=rate,
+                           eta_s=(self.config.max_steps - self.step) * self.config.images_per_step / max(rate, 1e-9))
+            if self.status_callback is not None:
+                self.status_callback(metrics)
+            if self.step % self.config.checkpoint_every == 0 or self.step == self.config.max_steps:
+                self.save(self.out_dir / "checkpoint_last.pt")
+        bar.close()
+        return metrics
+
+    def save(self, path: Path) -> None:
+        if self.rank != 0:
+            return
+        save_checkpoint(self.module, path, self.config.model, {
+            "step": self.step, "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+            "train_config": _jsonable(asdict(self.config)),
+            "rng": {"python": random.getstate(), "numpy": self.rng.bit_generator.state,
+                    "torch": torch.get_rng_state()},
+        })
+
+    def load(self, path: Path) -> None:
+        payload = load_checkpoint(self.module, path, expected_name=self.config.model)
+        self.optimizer.load_state_dict(payload["optimizer"])
+        self.scheduler.load_state_dict(payload["scheduler"])
+        self.step = int(payload["step"])
+        rng = payload.get("rng", {})
+        if "numpy" in rng:
+            self.rng.bit_generator.state = rng["numpy"]
+        if "torch" in rng:
+            torch.set_rng_state(rng["torch"])
+        log.info("resumed from %s at step %d", path, self.step)
+
+    @staticmethod
+    def _seed_everything(seed: int) -> None:
+        random.seed(seed)
+        torch.manual_seed(seed)
+
+
+class _StepLoss(torch.nn.Module):
+    """One training step's forward pass: encode the images, decode every prompt, the losses."""
+
+    def __init__(self, model: FluoroSAM, trainer: "Trainer") -> None:
+        super().__init__()
+        self.model = model
+        self._trainer = [trainer]  # a list: not registered as a submodule
+
+    def forward(self, items: list[dict]):
+        trainer = self._trainer[0]
+        preprocessor = self.model.preprocessor
+        tensors, sizes = zip(*(preprocessor(item["image"][0].numpy(), item["exposed"].numpy()) for item in items))
+        embeddings = self.model.embed_image(torch.cat(tensors).to(trainer.device))
+        losses = []
+        for index, item in enumerate(items):
+            sample = _as_sample(item)
+            prompts = [sample_prompt(sample, trainer.rng, trainer.config.prompts)
+                       for _ in range(trainer.config.prompts_per_image)]
+            losses.append(trainer._prompt_losses(embeddings[index:index + 1], prompts, sizes[index], sample))
+        return torch.stack([loss.total for loss in losses]).mean(), losses
+
+
+def _as_sample(item: dict) -> Sample:
+    image = item["image"][0].numpy()
+    return Sample(item["key"], item["meta"], image, item["exposed"].numpy(), item["masks"].numpy())
+
+
+def _low_res_target(mask: np.ndarray, preprocessor, input_size, low: int) -> torch.Tensor:
+    """The target mask in the decoder's output frame: resized like the image, padded, at S/4."""
+    resized = F.interpolate(torch.as_tensor(mask, dtype=torch.float32)[None, None], size=tuple(input_size),
+                            mode="bilinear", align_corners=False)
+    padded = F.pad(resized, (0, preprocessor.image_size - input_size[1], 0, preprocessor.image_size - input_size[0]))
+    return F.interpolate(padded, size=(low, low), mode="area")[0, 0] > 0.5
+
+
+def _to_original(low_res_mask: torch.Tensor, preprocessor, input_size, original_size) -> np.ndarray:
+    logits = preprocessor.postprocess_masks(low_res_mask[None, None].float() * 2 - 1, input_size, original_size)
+    return (logits[0, 0] > 0).cpu().numpy()
+
+
+def _pad_points(points: list[np.ndarray], labels: list[np.ndarray], preprocessor, original_size, device):
+    longest = max(len(l) for l in labels)
+    if longest == 0:
+        return None
+    coords = np.zeros((len(points), longest, 2), dtype=np.float32)
+    padded = np.full((len(points), longest), -1, dtype=np.int64)
+    for i, (p, l) in enumerate(zip(points, labels)):
+        if len(l):
+            coords[i, :len(l)] = preprocessor.apply_coords(p.astype(np.float32), original_size)
+            padded[i, :len(l)] = l
+    return torch.as_tensor(coords, device=device), torch.as_tensor(padded, device=device)
+
+
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`fluorosam train` / `torchrun --nproc_per_node=N -m fluorosam_ros.train.trainer`."""
+    import argparse
+    from dataclasses import replace
+
+    defaults = TrainConfig()
+    parser = argparse.ArgumentParser(prog="fluorosam train", description="Train FluoroSAM on FluoroSeg shards.")
+    parser.add_argument("--data", default=defaults.data_dir, help="dataset folder (fluorosam generate --out)")
+    parser.add_argument("--out", default=defaults.out_dir, help="checkpoints go here; an existing one is resumed")
+    parser.add_argument("--model", default=defaults.model)
+    parser.add_argument("--steps", type=int, default=defaults.max_steps)
+    parser.add_argument("--images-per-step", type=int, default=defaults.images_per_step)
+    parser.add_argument("--prompts-per-image", type=int, default=defaults.prompts_per_image)
+    parser.add_argument("--lr", type=float, default=defaults.lr)
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--no-resume", action="store_true")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    config = replace(defaults, data_dir=args.data, out_dir=args.out, model=args.model, max_steps=args.steps,
+                     images_per_step=args.images_per_step, prompts_per_image=args.prompts_per_image, lr=args.lr,
+                     seed=args.seed, resume=not args.no_resume)
+    metrics = Trainer(config).fit()
+    log.info("finished at step %s: %s", metrics.get("step"), {k: round(v, 4) for k, v in metrics.items()})
+    if dist.is_initialized():
+        dist.destroy_process_group()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
