@@ -24,12 +24,13 @@ import numpy as np
 
 from ..geometry.carm import CArmGeometry, CArmState
 from ..geometry.collimation import Collimation
+from ..language.vocabulary import Vocabulary
+from ..serialization import to_jsonable
 from ..twin.config import TwinConfig
 from ..twin.patient import Patient
 from ..twin.renderer import CpuRenderer
 from .anatomy import PatientAnatomy
 from .deform import DeformationConfig, deform_patient
-from ..language.vocabulary import Vocabulary
 from .groundtruth import CoverageRule, MaskSet, group_masks, merge, structure_masks
 from .shards import SHARD_PATTERN, Sample, ShardWriter
 from .text import PromptGenerator, absent_targets, held_out_summary
@@ -307,7 +308,7 @@ def write_data_card(config: GeneratorConfig, out: Path, elapsed_s: float | None 
                            key=lambda kv: -kv[1]))
 
     card = {
-        "generator": "fluorosam_ros.data.generate", "config": _jsonable(asdict(config)),
+        "generator": "fluorosam_ros.data.generate", "config": to_jsonable(asdict(config)),
         "shards_finished": shards, "patients": sorted(patients),
         "images_per_split": section("split"), "view_families": section("view"),
         "structures": section("structure"), "groups": section("group"), "tools": section("tool"),
@@ -326,14 +327,6 @@ def write_data_card(config: GeneratorConfig, out: Path, elapsed_s: float | None 
     (out / "data_card.json").write_text(json.dumps(card, indent=2))
     (out / "DATA_CARD.md").write_text(_card_markdown(card))
     return card
-
-
-def _jsonable(value):
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    return value
 
 
 def _card_markdown(card: dict) -> str:

@@ -30,6 +30,7 @@ from ..data.dataset import FluoroSegDataset
 from ..data.shards import Sample
 from ..model.build import build_model, load_checkpoint, save_checkpoint
 from ..model.fluorosam import FluoroSAM
+from ..serialization import to_jsonable
 from .losses import LossConfig, fluorosam_loss
 from .prompts import PromptSamplerConfig, TrainingPrompt, next_point, sample_prompt
 
@@ -205,7 +206,7 @@ class Trainer:
             return
         save_checkpoint(self.module, path, self.config.model, {
             "step": self.step, "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-            "train_config": _jsonable(asdict(self.config)),
+            "train_config": to_jsonable(asdict(self.config)),
             "rng": {"python": random.getstate(), "numpy": self.rng.bit_generator.state,
                     "torch": torch.get_rng_state()},
         })
@@ -279,14 +280,6 @@ def _pad_points(points: list[np.ndarray], labels: list[np.ndarray], preprocessor
             coords[i, :len(l)] = preprocessor.apply_coords(p.astype(np.float32), original_size)
             padded[i, :len(l)] = l
     return torch.as_tensor(coords, device=device), torch.as_tensor(padded, device=device)
-
-
-def _jsonable(value):
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    return value
 
 
 def main(argv: list[str] | None = None) -> int:
