@@ -69,11 +69,13 @@ def test_accepted_goal_moves_and_acquires_a_frame(carm):
 ])
 def test_out_of_limit_and_non_finite_goals_are_rejected_without_moving(carm, alpha, beta, isocenter_offset, reason):
     commander, _, _ = carm
+    commander.spin_for(0.3)  # let the last state of an earlier move arrive: `before` must be current
     before = commander.state
     iso = centre(commander)
     outcome = commander.move_to(CArmPose((iso[0], iso[1], iso[2] + isocenter_offset), alpha, beta), acquire=False)
     assert outcome.status_name == "rejected"
     assert reason in outcome.message
+    assert (outcome.final_state.alpha_deg, outcome.final_state.beta_deg) == (before.alpha_deg, before.beta_deg)
     commander.spin_for(0.3)
     assert commander.state.alpha_deg == before.alpha_deg and commander.state.beta_deg == before.beta_deg
 
@@ -87,9 +89,10 @@ def test_collimation_outside_the_detector_is_rejected(carm):
 
 def test_a_move_can_be_canceled_and_the_arm_holds_its_pose(carm):
     commander, _, _ = carm
+    commander.spin_for(0.3)  # the current state, not one from an earlier move
     start = commander.state.beta_deg
-    # 200+ degrees at 30 deg/s x time_scale 10 takes about 0.7 s: cancel a third of the way
-    outcome = commander.move_to(CArmPose(centre(commander), 0.0, 220.0), acquire=False, cancel_after_s=0.2)
+    # 200+ degrees at 30 deg/s x time_scale 10 takes about 0.7 s: cancel early in the move
+    outcome = commander.move_to(CArmPose(centre(commander), 0.0, 220.0), acquire=False, cancel_after_s=0.1)
     assert outcome.status_name == "canceled"
     held = outcome.final_state.beta_deg
     assert start < held < 220.0
