@@ -104,12 +104,123 @@ def _train(args: list[str]) -> int:
     return main(args)
 
 
+def _model_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", default="fluorosam_cpu_small", help="registry name (fluorosam_ros.model.build)")
+    parser.add_argument("--checkpoint", default=None, help="weights file (default: the bundled checkpoint)")
+    parser.add_argument("--absent-threshold", type=float, default=0.5)
+
+
+def _predictor(parsed: argparse.Namespace):
+    from fluorosam_ros.model.build import build_model, bundled_checkpoint
+    from fluorosam_ros.model.predictor import FluoroSAMPredictor
+
+    checkpoint = parsed.checkpoint or bundled_checkpoint(parsed.model)
+    return FluoroSAMPredictor(build_model(parsed.model, checkpoint), absent_threshold=parsed.absent_threshold)
+
+
+def _evaluate(args: list[str]) -> int:
+    from fluorosam_ros.evaluation.segmentation import SegmentationEvalConfig, SegmentationEvaluator, validation_samples
+
+    parser = argparse.ArgumentParser(prog="fluorosam evaluate", description="Evaluate FluoroSAM on held-out "
+                                     "FluoroSeg images (text, 2 and 8 points; absent prompts; paraphrases) "
+                                     "beside the paper and the LiteMedSAM peer.")
+    _model_arguments(parser)
+    parser.add_argument("--data", default="output/fluoroseg", help="dataset folder (fluorosam generate --out)")
+    parser.add_argument("--split", default="val")
+    parser.add_argument("--images", type=int, default=None, help="evaluate at most this many images")
+    parser.add_argument("--prompts-per-image", type=int, default=SegmentationEvalConfig.prompts_per_image)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-peer", action="store_true", help="skip LiteMedSAM")
+    parser.add_argument("--out", type=Path, default=Path("output/evaluation/segmentation.json"))
+    parsed = parser.parse_args(args)
+    peer = None
+    if not parsed.no_peer:
+        from fluorosam_ros.evaluation.litemedsam import load_litemedsam
+
+        peer = load_litemedsam()
+    samples, total = validation_samples(parsed.data, parsed.split, parsed.images)
+    config = SegmentationEvalConfig(prompts_per_image=parsed.prompts_per_image, seed=parsed.seed)
+    report = SegmentationEvaluator(_predictor(parsed), config, peer).run(samples, total)
+    print(f"\n{report.images} images, {len(report.prompts)} prompts ({parsed.split} split of {parsed.data})\n")
+    print(report.table())
+    print(f"\nsaved {report.save(parsed.out)}")
+    return 0
+
+
+def _segment(args: list[str]) -> int:
+    import json
+
+    from fluorosam_ros.data.xray_io import XrayFileError, display_from_attenuation, load_xray
+    from fluorosam_ros.model.predictor import PromptError
+    from fluorosam_ros.visualization import contact_sheet, overlay
+
+    parser = argparse.ArgumentParser(prog="fluorosam segment", description="Segment structures in an X-ray file "
+                                     "(DICOM, PNG/JPEG, .npy or pydicom-data:<name>) and write overlays.")
+    parser.add_argument("image", help="e.g. pydicom-data:RG1_UNCR.dcm (a real chest radiograph)")
+    parser.add_argument("--prompt", action="append", required=True, help="text prompt; repeat for several")
+    _model_arguments(parser)
+    parser.add_argument("--out-dir", type=Path, default=Path("output/segment"))
+    parsed = parser.parse_args(args)
+    try:
+        image = load_xray(parsed.image)
+    except XrayFileError as error:
+        print(f"fluorosam segment: {error}", file=sys.stderr)
+        return 2
+    predictor = _predictor(parsed)
+    # The model sees what our detector model shows: a percentile-windowed, bone-bright image.
+    display = display_from_attenuation(image)
+    predictor.set_image(display)
+    parsed.out_dir.mkdir(parents=True, exist_ok=True)
+    stem = Path(str(parsed.image).split(":")[-1]).stem
+    pictures, summary = [], []
+    for text in parsed.prompt:
+        try:
+            prediction = predictor.predict(text=text)
+        except PromptError as error:
+            print(f"  {text!r}: refused: {error}")
+            continue
+        found = not prediction.absent
+        masks = [prediction.best_mask] if found else []
+        caption = f"{text}: " + (f"IoU~{prediction.iou_scores[0]:.2f}" if found else "not found")
+        picture = overlay(display, masks=masks, caption=f"{caption} (absent {prediction.absent_score:.2f})")
+        path = parsed.out_dir / f"{stem}_{'_'.join(text.split())}.png"
+        picture.save(path)
+        pictures.append(picture)
+        summary.append({"prompt": text, "found": found, "absent_score": prediction.absent_score,
+                        "iou_scores": prediction.iou_scores.tolist(),
+                        "mask_fraction": float(prediction.best_mask.mean()), "overlay": str(path)})
+        print(f"  {text!r}: {'found' if found else 'NOT FOUND'}, absent score {prediction.absent_score:.2f}, "
+              f"predicted IoU {prediction.iou_scores[0]:.2f}, mask {prediction.best_mask.mean():.1%} of the image -> {path}")
+    if pictures:
+        contact_sheet([p.resize((512, round(512 * p.height / p.width))) for p in pictures],
+                      columns=min(4, len(pictures)), path=parsed.out_dir / f"{stem}_sheet.png")
+    (parsed.out_dir / f"{stem}.json").write_text(json.dumps(summary, indent=1))
+    return 0
+
+
+def _export_weights(args: list[str]) -> int:
+    from fluorosam_ros.model.build import export_weights
+
+    parser = argparse.ArgumentParser(prog="fluorosam export-weights",
+                                     description="Strip a training checkpoint to shippable weights (float16).")
+    parser.add_argument("checkpoint", type=Path)
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--float32", action="store_true")
+    parsed = parser.parse_args(args)
+    out = export_weights(parsed.checkpoint, parsed.out, half=not parsed.float32)
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
+    return 0
+
+
 COMMANDS = {
     "demo": (_demo, "run the simulated C-arm demo (starts the nodes, writes PNGs)"),
     "launch": (_launch, "run a ROS 2 YAML launch file here"),
     "render": (_render, "render one view of the digital twin to a PNG"),
     "generate": (_generate, "generate synthetic training data (FluoroSeg engine)"),
     "train": (_train, "train FluoroSAM on generated shards (also under torchrun)"),
+    "evaluate": (_evaluate, "evaluate FluoroSAM on held-out images (table + JSON), beside LiteMedSAM"),
+    "segment": (_segment, "segment structures in an X-ray file by text prompt; writes overlays"),
+    "export-weights": (_export_weights, "strip a training checkpoint to shippable weights"),
 }
 
 

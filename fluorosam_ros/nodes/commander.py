@@ -25,6 +25,7 @@ from fluorosam_ros.action import MoveCArm
 from fluorosam_ros.geometry.carm import CArmPose
 from fluorosam_ros.geometry.collimation import Collimation
 from fluorosam_ros.msg import CArmState as CArmStateMsg
+from fluorosam_ros.srv import Segment
 
 from .common import RELIABLE_QOS, SENSOR_QOS, STATE_QOS
 from .conversions import collimation_to_msg, image_from_msg
@@ -64,6 +65,7 @@ class CArmCommander(Node):
         super().__init__(name)
         self.move_client = ActionClient(self, MoveCArm, "/carm/move")
         self.acquire_client = self.create_client(Trigger, "/carm/acquire")
+        self.segment_client = self.create_client(Segment, "/segment")
         self.state: CArmStateMsg | None = None
         self.frame: CArmFrame | None = None
         self._image_states: dict[tuple[int, int], CArmStateMsg] = {}
@@ -152,6 +154,18 @@ class CArmCommander(Node):
             return False, "/carm/acquire is not served"
         response = self._wait_future(self.acquire_client.call_async(Trigger.Request()), timeout_s)
         return (response.success, response.message) if response else (False, "no response")
+
+    def segment(self, text: str = "", points_xy=(), labels=(), image: Image | None = None,
+                timeout_s: float = 60.0) -> Segment.Response | None:
+        """Ask segmentation_node about the latest frame (or `image`); None when it did not answer."""
+        if not self.segment_client.wait_for_service(timeout_sec=min(timeout_s, 30.0)):
+            return None
+        request = Segment.Request(use_latest=image is None, text=text,
+                                  points_xy=[float(v) for v in np.asarray(points_xy, dtype=float).reshape(-1)],
+                                  point_labels=[int(v) for v in labels])
+        if image is not None:
+            request.image = image
+        return self._wait_future(self.segment_client.call_async(request), timeout_s)
 
     def wait_for_frame(self, newer_than: Time | None = None, timeout_s: float = 15.0) -> CArmFrame | None:
         """The newest frame stamped after `newer_than` (asks for one if none arrives in time)."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -100,6 +101,8 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: learning_rate_factor(s, config))
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.device.type == "cuda")
         self.step = 0
+        self.epoch = 0
+        self._stop_requested = threading.Event()
         self.status_callback = status_callback
         self.out_dir = Path(config.out_dir)
         self.rng = np.random.default_rng([config.seed, self.rank])
@@ -120,6 +123,7 @@ class Trainer:
             if not yielded:
                 raise RuntimeError(f"rank {self.rank} got no training samples from {self.config.data_dir}")
             epoch += 1
+            self.epoch = epoch
 
     def _batch(self, samples: Iterator[dict]) -> list[dict]:
         return [next(samples) for _ in range(self.config.images_per_step)]
@@ -186,20 +190,26 @@ class Trainer:
         bar = tqdm(total=self.config.max_steps, initial=self.step, disable=not progress or self.rank != 0,
                    desc="training", unit="step")
         started, first_step, metrics = time.perf_counter(), self.step, {}
-        while self.step < self.config.max_steps:
+        while self.step < self.config.max_steps and not self._stop_requested.is_set():
             metrics = self.train_step(self._batch(samples))
             bar.update(1)
             bar.set_postfix(loss=f"{metrics['total']:.3f}", lr=f"{metrics['lr']:.1e}")
             elapsed = time.perf_counter() - started
             rate = (self.step - first_step) * self.config.images_per_step * self.world_size / max(elapsed, 1e-9)
-            metrics.update(step=self.step, images_per_s=rate,
+            metrics.update(step=self.step, epoch=self.epoch, images_per_s=rate,
                            eta_s=(self.config.max_steps - self.step) * self.config.images_per_step / max(rate, 1e-9))
             if self.status_callback is not None:
                 self.status_callback(metrics)
             if self.step % self.config.checkpoint_every == 0 or self.step == self.config.max_steps:
                 self.save(self.out_dir / "checkpoint_last.pt")
+        if self._stop_requested.is_set() and self.step > first_step:
+            self.save(self.out_dir / "checkpoint_last.pt")  # a stopped run resumes where it stopped
         bar.close()
         return metrics
+
+    def request_stop(self) -> None:
+        """Finish the current step, save a checkpoint and return from fit() (thread-safe)."""
+        self._stop_requested.set()
 
     def save(self, path: Path) -> None:
         if self.rank != 0:
