@@ -55,6 +55,11 @@ class TrainConfig:
     grad_clip: float = 1.0
     seed: int = 0
     checkpoint_every: int = 200
+    stop_at_step: int | None = None      # end this run early (the schedule still spans max_steps)
+    init_from: str | None = None         # start from these model weights (fresh optimizer and schedule)
+    freeze_image_encoder: bool = False   # fine-tune the prompt path and decoder only
+    reseed_dead_codes: bool = True       # move unused VQ codes onto this step's text embeddings
+    reinit_text_path: bool = False       # fresh text MLP and codebook (e.g. after a collapsed codebook)
     log_every: int = 10
     augment: bool = True
     resume: bool = True
@@ -91,6 +96,16 @@ class Trainer:
         self._seed_everything(config.seed + self.rank)
         overrides = {"image_size": config.image_size} if config.image_size else None
         self.module = (model or build_model(config.model, overrides=overrides)).to(self.device)
+        if config.init_from:
+            load_checkpoint(self.module, config.init_from, expected_name=config.model)
+        if config.reinit_text_path:
+            for layer in self.module.text_encoder.mlp:
+                if hasattr(layer, "reset_parameters"):
+                    layer.reset_parameters()
+        if config.freeze_image_encoder:
+            self.module.image_encoder.requires_grad_(False)
+        self._step_texts: list[str] = []
+        self._reseed_generator = torch.Generator().manual_seed(config.seed + self.rank)
         self.step_module = _StepLoss(self.module, self)
         # DDP must wrap a module whose forward() runs the whole step, so that its gradient
         # hooks see every parameter the step used.
@@ -132,6 +147,9 @@ class Trainer:
     def train_step(self, items: list[dict]) -> dict[str, float]:
         module = self.module
         module.train()
+        if self.config.freeze_image_encoder:
+            module.image_encoder.eval()  # frozen batch-norm statistics too
+        self._step_texts = []
         with torch.autocast(self.device.type, enabled=self.device.type == "cuda"):
             total, losses = self.runner(items)
         self.optimizer.zero_grad(set_to_none=True)
@@ -144,12 +162,35 @@ class Trainer:
         self.step += 1
         metrics = {key: float(np.mean([loss.as_dict()[key] for loss in losses])) for key in losses[0].as_dict()}
         metrics["lr"] = self.optimizer.param_groups[0]["lr"]
+        metrics.update(self._maintain_codebook())
         return metrics
+
+    @torch.no_grad()
+    def _maintain_codebook(self) -> dict[str, float]:
+        """Re-seed dead VQ codes onto this step's (unquantised) text embeddings, and report usage.
+        Without it the codebook collapses: every prompt snaps to one code and text is ignored."""
+        text_encoder = self.module.text_encoder
+        texts = sorted(set(self._step_texts))
+        reseeded = 0
+        if self.config.reseed_dead_codes and texts and text_encoder.sentence_encoder is not None and self.rank == 0:
+            z = text_encoder.project(text_encoder.embed_texts(texts))
+            if self.step == 1 and (not self.config.init_from or self.config.reinit_text_path):
+                # A fresh codebook sits far from the MLP's first outputs (one code would take every
+                # prompt): place every code on real text embeddings instead.
+                text_encoder.vq.usage.zero_()
+            reseeded = text_encoder.vq.reseed_dead_codes(z, generator=self._reseed_generator)
+        if self.world_size > 1:  # rank 0's codebook and usage are the truth for every replica
+            dist.broadcast(text_encoder.vq.codebook.weight.data, src=0)
+            dist.broadcast(text_encoder.vq.usage, src=0)
+        stats = text_encoder.vq.usage_stats()
+        return {"vq_perplexity": stats["perplexity"], "vq_active_fraction": stats["active_fraction"],
+                "vq_reseeded": float(reseeded)}
 
     def _prompt_losses(self, embedding: torch.Tensor, prompts: list[TrainingPrompt], input_size, sample: Sample):
         module = self.module
         preprocessor = module.preprocessor
         texts = [p.text for p in prompts]
+        self._step_texts.extend(texts)
         tokens = module.encode_text(texts=texts)
         low = module.image_size // 4
         targets = torch.stack([_low_res_target(p.target, preprocessor, input_size, low) for p in prompts]).to(self.device)
@@ -190,7 +231,8 @@ class Trainer:
         bar = tqdm(total=self.config.max_steps, initial=self.step, disable=not progress or self.rank != 0,
                    desc="training", unit="step")
         started, first_step, metrics = time.perf_counter(), self.step, {}
-        while self.step < self.config.max_steps and not self._stop_requested.is_set():
+        last_step = min(self.config.max_steps, self.config.stop_at_step or self.config.max_steps)
+        while self.step < last_step and not self._stop_requested.is_set():
             metrics = self.train_step(self._batch(samples))
             bar.update(1)
             bar.set_postfix(loss=f"{metrics['total']:.3f}", lr=f"{metrics['lr']:.1e}")
@@ -200,7 +242,7 @@ class Trainer:
                            eta_s=(self.config.max_steps - self.step) * self.config.images_per_step / max(rate, 1e-9))
             if self.status_callback is not None:
                 self.status_callback(metrics)
-            if self.step % self.config.checkpoint_every == 0 or self.step == self.config.max_steps:
+            if self.step % self.config.checkpoint_every == 0 or self.step == last_step:
                 self.save(self.out_dir / "checkpoint_last.pt")
         if self._stop_requested.is_set() and self.step > first_step:
             self.save(self.out_dir / "checkpoint_last.pt")  # a stopped run resumes where it stopped
@@ -251,7 +293,8 @@ class _StepLoss(torch.nn.Module):
         trainer = self._trainer[0]
         preprocessor = self.model.preprocessor
         tensors, sizes = zip(*(preprocessor(item["image"][0].numpy(), item["exposed"].numpy()) for item in items))
-        embeddings = self.model.embed_image(torch.cat(tensors).to(trainer.device))
+        with torch.set_grad_enabled(not trainer.config.freeze_image_encoder):
+            embeddings = self.model.embed_image(torch.cat(tensors).to(trainer.device))
         losses = []
         for index, item in enumerate(items):
             sample = _as_sample(item)
@@ -307,12 +350,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--prompts-per-image", type=int, default=defaults.prompts_per_image)
     parser.add_argument("--lr", type=float, default=defaults.lr)
     parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--stop-at", type=int, default=None,
+                        help="stop (with a checkpoint) at this step; a later run resumes the same schedule")
+    parser.add_argument("--init-from", default=None, help="start from these model weights (new optimizer)")
+    parser.add_argument("--freeze-image-encoder", action="store_true", help="train the prompt path and decoder only")
+    parser.add_argument("--reinit-text-path", action="store_true", help="fresh text MLP and codebook")
     parser.add_argument("--no-resume", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     config = replace(defaults, data_dir=args.data, out_dir=args.out, model=args.model, max_steps=args.steps,
                      images_per_step=args.images_per_step, prompts_per_image=args.prompts_per_image, lr=args.lr,
-                     seed=args.seed, resume=not args.no_resume)
+                     seed=args.seed, resume=not args.no_resume, stop_at_step=args.stop_at,
+                     init_from=args.init_from, freeze_image_encoder=args.freeze_image_encoder,
+                     reinit_text_path=args.reinit_text_path)
     metrics = Trainer(config).fit()
     log.info("finished at step %s: %s", metrics.get("step"), {k: round(v, 4) for k, v in metrics.items()})
     if dist.is_initialized():

@@ -62,6 +62,40 @@ def test_checkpoint_resumes_step_optimizer_and_rng(data_dir, tmp_path):
     assert resumed.step == 5
 
 
+def test_a_run_stopped_early_keeps_the_schedule_and_resumes(data_dir, tmp_path):
+    config = config_for(data_dir, tmp_path, max_steps=6, stop_at_step=2, milestones=(0.5, 0.9))
+    first = Trainer(config, model=tiny_model())
+    first.fit(progress=False)
+    assert first.step == 2 and (tmp_path / "checkpoint_last.pt").is_file()
+    second = Trainer(replace(config, stop_at_step=None), model=tiny_model())
+    assert second.step == 2
+    second.fit(progress=False)
+    assert second.step == 6
+    # the decay happened at 0.5 x 6 = step 3 of the whole schedule, not of either run
+    assert second.optimizer.param_groups[0]["lr"] == pytest.approx(config.lr * 0.01)
+
+
+def test_codebook_is_placed_on_text_embeddings_and_dead_codes_come_back(data_dir, tmp_path):
+    trainer = Trainer(config_for(data_dir, tmp_path, max_steps=3), model=tiny_model())
+    samples = trainer._samples()
+    metrics = trainer.train_step(trainer._batch(samples))
+    vq = trainer.module.text_encoder.vq
+    assert metrics["vq_reseeded"] == vq.num_codes          # step 1: every code on a real text embedding
+    with torch.no_grad():
+        indices = trainer.module.encode_text(texts=["left lung", "heart", "spine", "left femur"]).indices
+    assert len(set(indices.tolist())) > 1                  # no collapse onto one code
+    vq.usage[:10] = 0.0                                    # ten codes unused for a long time
+    assert trainer.train_step(trainer._batch(samples))["vq_reseeded"] == 10
+
+
+def test_stop_request_saves_a_checkpoint(data_dir, tmp_path):
+    trainer = Trainer(config_for(data_dir, tmp_path, max_steps=50), model=tiny_model())
+    trainer.status_callback = lambda metrics: trainer.request_stop() if metrics["step"] >= 2 else None
+    trainer.fit(progress=False)
+    assert trainer.step == 2
+    assert Trainer(config_for(data_dir, tmp_path, max_steps=50), model=tiny_model()).step == 2
+
+
 def test_ddp_with_two_gloo_processes_keeps_the_replicas_identical(data_dir, tmp_path):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
