@@ -26,11 +26,13 @@ setup(
     # interface modules live in site-packages under the same package name.
     package_dir={"": "."},
     packages=PACKAGES,
-    package_data={"fluorosam_ros.language": ["*.yaml"]},
+    package_data={"fluorosam_ros.language": ["*.yaml", "*.dict", "eval/*.yaml"],
+                  "fluorosam_ros.evaluation": ["timm_shim/timm/*.py", "timm_shim/timm/models/*.py"]},
     entry_points={
         "console_scripts": [
             "fluorosam = fluorosam_ros.cli:main",
             "fluorosam-carm-sim = fluorosam_ros.nodes.carm_sim:main",
+            "fluorosam-command-node = fluorosam_ros.nodes.command_node:main",
         ],
     },
 )

@@ -212,12 +212,26 @@ def _export_weights(args: list[str]) -> int:
     return 0
 
 
+def _say(args: list[str]) -> int:
+    from fluorosam_ros.nodes.say import main
+
+    return main(args)
+
+
+def _evaluate_language(args: list[str]) -> int:
+    from fluorosam_ros.language.evaluate import main
+
+    return main(args)
+
+
 COMMANDS = {
     "demo": (_demo, "run the simulated C-arm demo (starts the nodes, writes PNGs)"),
     "launch": (_launch, "run a ROS 2 YAML launch file here"),
     "render": (_render, "render one view of the digital twin to a PNG"),
     "generate": (_generate, "generate synthetic training data (FluoroSeg engine)"),
     "train": (_train, "train FluoroSAM on generated shards (also under torchrun)"),
+    "say": (_say, "speak a command into the running system (espeak-ng -> /command/audio)"),
+    "evaluate-language": (_evaluate_language, "command understanding table: text, speech, latency"),
     "evaluate": (_evaluate, "evaluate FluoroSAM on held-out images (table + JSON), beside LiteMedSAM"),
     "segment": (_segment, "segment structures in an X-ray file by text prompt; writes overlays"),
     "export-weights": (_export_weights, "strip a training checkpoint to shippable weights"),

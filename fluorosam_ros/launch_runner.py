@@ -32,6 +32,7 @@ PACKAGE_SHARE = Path(__file__).resolve().parents[1]  # repository root: config/,
 # exec name -> python module with a main()
 NODE_MODULES = {
     "carm_sim": "fluorosam_ros.nodes.carm_sim",
+    "command_node": "fluorosam_ros.nodes.command_node",
     "segmentation_node": "fluorosam_ros.nodes.segmentation_node",
     "training_node": "fluorosam_ros.nodes.training_node",
 }

@@ -23,6 +23,15 @@ PY="$VENV/bin/python"
 export VIRTUAL_ENV="$VENV"
 export PATH="$VENV/bin:$PATH"
 
+# 0. System tools for speech (issue 5): espeak-ng synthesises test commands (`fluorosam say`,
+#    the speech evaluation and tests). apt-get only when it is missing; root or sudo needed.
+if ! command -v espeak-ng >/dev/null 2>&1; then
+  step "installing espeak-ng and sox (apt-get)"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq espeak-ng sox >/dev/null \
+    || echo "[setup] could not install espeak-ng; speech tests will be skipped" >&2
+fi
+
 # 1. Python dependencies, in ONE pip call (torch installed afterwards would upgrade
 #    setuptools past what the ROS build tools accept, and an unpinned torch pulls CUDA).
 req_hash="$(sha256sum requirements.txt | cut -d' ' -f1)"

@@ -168,6 +168,9 @@ class VocabularyEntry:
     numbering: Numbering | None = None
     members: tuple[str, ...] = ()
     bilateral: bool = False
+    # Free descriptive phrases for answering questions ("the bone next to the hip"); used by
+    # the command parser's embedding fallback only, never as prompts or surface forms.
+    clues: tuple[str, ...] = ()
     label: int | None = None
     term_numbers: Mapping[str, str] = field(default_factory=dict, compare=False, hash=False)
 
@@ -253,6 +256,7 @@ def _parse_entry(raw: Mapping[str, Any], kind: str) -> VocabularyEntry:
         member_noun=_terms(raw, "member_noun", numbers), plural_forms=_terms(raw, "plural", numbers),
         numbering=numbering, members=tuple(str(m) for m in raw.get("members") or ()),
         bilateral=bool(raw.get("bilateral", False)),
+        clues=tuple(_fill_side(str(c), laterality) for c in raw.get("clues") or ()),
         label=None if raw.get("label") is None else int(raw["label"]), term_numbers=numbers)
     _check_entry(entry)
     return entry

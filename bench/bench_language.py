@@ -1,0 +1,100 @@
+"""Language benchmark: our parser and recogniser against peers measured in the same run.
+
+Text: our CommandParser (grammar + MiniLM fallback) against an embedding-only peer (nearest
+command of the evaluation set by MiniLM cosine, the usual "just embed it" design), per
+utterance latency and exact intent+slots.
+Speech: our JSGF grammar + phone-loop rejection against pocketsphinx's generic language model
+(the default decoder), per utterance decode time and exact words, on espeak-ng audio.
+
+    scripts/run.sh python bench/bench_language.py [--speech N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+from fluorosam_ros.language.evaluate import load_commands, matches
+from fluorosam_ros.language.intents import Intent
+from fluorosam_ros.language.numbers import normalize_command
+from fluorosam_ros.language.parser import CommandParser
+
+
+def _ms(times: list[float]) -> str:
+    return f"p50 {statistics.median(times):.1f} ms, max {max(times):.1f} ms"
+
+
+def bench_text() -> None:
+    commands = load_commands()
+    parser = CommandParser()
+    parser.warm_up()
+    ours, ours_ok = [], 0
+    for c in commands:
+        t = time.perf_counter()
+        intent = parser.parse(c.text)
+        ours.append((time.perf_counter() - t) * 1e3)
+        ours_ok += matches(intent, c.expect)
+    # peer: leave-one-out nearest neighbour over the other commands' embeddings
+    encoder = parser.encoder
+    vectors = encoder.encode([c.text or " " for c in commands]).numpy()
+    peer, peer_ok = [], 0
+    for i, c in enumerate(commands):
+        encoder.clear_cache()
+        t = time.perf_counter()
+        query = encoder.encode([c.text or " "]).numpy()[0]
+        sims = vectors @ query
+        sims[i] = -2
+        best = commands[int(sims.argmax())]
+        peer.append((time.perf_counter() - t) * 1e3)
+        expect = {k: v for k, v in best.expect.items() if k != "kind"}
+        guess = Intent(best.kind, **{k: v for k, v in expect.items()}) if best.kind else None
+        peer_ok += guess is not None and matches(guess, c.expect)
+    n = len(commands)
+    print(f"text, {n} utterances")
+    print(f"  ours (grammar + fallback): {100 * ours_ok / n:.1f}% exact, {_ms(ours)}")
+    print(f"  peer (MiniLM nearest command): {100 * peer_ok / n:.1f}% exact, {_ms(peer)}")
+    print(f"  ratio: median latency ours/peer = {statistics.median(ours) / statistics.median(peer):.2f}")
+
+
+def bench_speech(count: int) -> None:
+    from pocketsphinx import Decoder
+
+    from fluorosam_ros.language.audio import Voice, pad, synthesize
+    from fluorosam_ros.language.speech import SpeechRecognizer
+
+    commands = [c for c in load_commands() if c.text.strip() and c.kind != "not_understood"][::7][:count]
+    recognizer = SpeechRecognizer()
+    generic = Decoder(loglevel="FATAL", dither=True, seed=7)
+    ours, theirs, ours_ok, theirs_ok = [], [], 0, 0
+    for c in commands:
+        audio = pad(synthesize(c.text, Voice("en-us", 150)))
+        t = time.perf_counter()
+        result = recognizer.recognize(audio)
+        ours.append((time.perf_counter() - t) * 1e3)
+        ours_ok += result.accepted and normalize_command(result.text) == normalize_command(c.text)
+        t = time.perf_counter()
+        generic.start_utt()
+        generic.process_raw(audio.tobytes(), False, True)
+        generic.end_utt()
+        hyp = generic.hyp()
+        theirs.append((time.perf_counter() - t) * 1e3)
+        theirs_ok += hyp is not None and normalize_command(hyp.hypstr) == normalize_command(c.text)
+    n = len(commands)
+    print(f"speech, {n} utterances (clean, en-us@150)")
+    print(f"  ours (grammar + phone-loop check): {ours_ok}/{n} exact words, {_ms(ours)}")
+    print(f"  peer (pocketsphinx generic LM): {theirs_ok}/{n} exact words, {_ms(theirs)}")
+    print(f"  ratio: median decode time ours/peer = {statistics.median(ours) / statistics.median(theirs):.2f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--speech", type=int, default=20, help="utterances for the speech part (0: skip)")
+    args = parser.parse_args()
+    bench_text()
+    if args.speech:
+        bench_speech(args.speech)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,282 @@
+"""Language evaluation: the command set through the text parser and through speech.
+
+Text: every utterance of `eval/commands.yaml` is parsed; an item is correct when the intent
+kind and every expected slot match exactly and no other slot is set. Negatives must give no
+action (motion or exposure). Latency is the parse time per utterance.
+
+Speech: every utterance is synthesised by espeak-ng in each voice/speed, padded with silence,
+mixed with seeded room noise at the given SNR, recognised (grammar + phone-loop rejection)
+and parsed. Latency is measured from the end of the audio (the whole utterance has been
+received) to the intent. WER compares the recognised words with the reference words after the
+same normalisation (numbers as digits) over the non-negative utterances; a rejected utterance
+counts as all words deleted.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import statistics
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import yaml
+
+from .intents import NOT_UNDERSTOOD, STOP, Intent
+from .numbers import normalize_command
+
+log = logging.getLogger(__name__)
+
+COMMANDS_PATH = Path(__file__).with_name("eval") / "commands.yaml"
+DEFAULT_VOICES = (("en-us", 150), ("en-us", 190), ("en-gb", 130), ("en-gb", 170))
+
+
+@dataclass(frozen=True)
+class Command:
+    text: str
+    expect: dict[str, Any]
+    tags: tuple[str, ...] = ()
+
+    @property
+    def negative(self) -> bool:
+        return self.expect.get("kind") == NOT_UNDERSTOOD
+
+    @property
+    def kind(self) -> str:
+        return str(self.expect["kind"])
+
+
+def load_commands(path: Path | str | None = None) -> list[Command]:
+    data = yaml.safe_load(Path(path or COMMANDS_PATH).read_text(encoding="utf-8"))
+    return [Command(str(item["text"]), dict(item["expect"]), tuple(item.get("tags") or ()))
+            for item in data["commands"]]
+
+
+def matches(intent: Intent, expect: dict[str, Any]) -> bool:
+    """Exact intent kind and slots (amounts to 0.1)."""
+    if intent.kind != expect.get("kind"):
+        return False
+    if intent.kind == NOT_UNDERSTOOD:
+        return True
+    wanted = {k: (round(float(v), 1) if k == "amount" else v) for k, v in expect.items() if k != "kind"}
+    return intent.slots() == wanted
+
+
+def word_errors(reference: Sequence[str], hypothesis: Sequence[str]) -> int:
+    """Levenshtein distance over words."""
+    previous = list(range(len(hypothesis) + 1))
+    for i, ref in enumerate(reference, 1):
+        current = [i] + [0] * len(hypothesis)
+        for j, hyp in enumerate(hypothesis, 1):
+            current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ref != hyp))
+        previous = current
+    return previous[-1]
+
+
+@dataclass
+class Outcome:
+    text: str
+    expect: dict[str, Any]
+    got: dict[str, Any]
+    correct: bool
+    false_action: bool
+    latency_ms: float
+    tags: tuple[str, ...] = ()
+    voice: str = "text"
+    heard: str = ""
+    word_errors: int = 0
+    reference_words: int = 0
+    gap: float = math.nan            # speech: grammar minus phone-loop score per frame
+
+
+@dataclass
+class Summary:
+    name: str
+    utterances: int
+    accuracy: float                 # exact intent+slots over all utterances
+    accuracy_positive: float        # over the non-negative ones
+    negatives: int
+    false_actions: int              # negatives that produced motion or exposure
+    misread_actions: int            # positives read as a DIFFERENT action (wrong motion)
+    stop_recall: float              # stop utterances read as stop
+    stop_misread: int               # stop utterances read as anything else that acts
+    latency_p50_ms: float
+    latency_p95_ms: float
+    latency_max_ms: float
+    wer: float = math.nan
+    # speech: the rejection score of each positive / negative utterance (for tuning reject_gap)
+    gaps_positive: list[float] = field(default_factory=list)
+    gaps_negative: list[float] = field(default_factory=list)
+    by_tag: dict[str, float] = field(default_factory=dict)
+    failures: list[dict[str, Any]] = field(default_factory=list)
+
+
+def summarize(name: str, outcomes: list[Outcome]) -> Summary:
+    positives = [o for o in outcomes if o.expect.get("kind") != NOT_UNDERSTOOD]
+    negatives = [o for o in outcomes if o.expect.get("kind") == NOT_UNDERSTOOD]
+    stops = [o for o in outcomes if o.expect.get("kind") == STOP]
+    latencies = sorted(o.latency_ms for o in outcomes) or [math.nan]
+    tags = sorted({t for o in outcomes for t in o.tags})
+    ref_words = sum(o.reference_words for o in positives)
+    return Summary(
+        name=name, utterances=len(outcomes),
+        accuracy=sum(o.correct for o in outcomes) / max(len(outcomes), 1),
+        accuracy_positive=sum(o.correct for o in positives) / max(len(positives), 1),
+        negatives=len(negatives), false_actions=sum(o.false_action for o in negatives),
+        misread_actions=sum(o.false_action for o in positives),
+        stop_recall=sum(o.got.get("kind") == STOP for o in stops) / max(len(stops), 1),
+        stop_misread=sum(o.got.get("kind") not in (STOP, NOT_UNDERSTOOD) for o in stops),
+        latency_p50_ms=statistics.median(latencies),
+        latency_p95_ms=latencies[min(len(latencies) - 1, int(0.95 * len(latencies)))],
+        latency_max_ms=latencies[-1],
+        wer=(sum(o.word_errors for o in positives) / ref_words) if ref_words else math.nan,
+        gaps_positive=[round(o.gap, 3) for o in positives if not math.isnan(o.gap)],
+        gaps_negative=[round(o.gap, 3) for o in negatives if not math.isnan(o.gap)],
+        by_tag={t: sum(o.correct for o in outcomes if t in o.tags) / max(1, sum(t in o.tags for o in outcomes))
+                for t in tags},
+        failures=[{"text": o.text, "voice": o.voice, "heard": o.heard, "expect": o.expect, "got": o.got}
+                  for o in outcomes if not o.correct])
+
+
+def _outcome(command: Command, intent: Intent, latency_ms: float, voice: str = "text", heard: str = "",
+             reference: Sequence[str] = (), hypothesis: Sequence[str] = ()) -> Outcome:
+    got = {"kind": intent.kind, **intent.slots()}
+    if not intent.understood:
+        got["error"] = intent.error
+    # An action is false when the utterance asked for none, or for a different one.
+    false_action = intent.acts and not matches(intent, command.expect)
+    return Outcome(command.text, command.expect, got, matches(intent, command.expect), false_action,
+                   latency_ms, command.tags, voice, heard, word_errors(reference, hypothesis) if reference else 0,
+                   len(reference))
+
+
+def evaluate_text(parser, commands: Iterable[Command]) -> Summary:
+    parser.warm_up()
+    outcomes = []
+    for command in commands:
+        started = time.perf_counter()
+        intent = parser.parse(command.text)
+        outcomes.append(_outcome(command, intent, (time.perf_counter() - started) * 1e3))
+    return summarize("text", outcomes)
+
+
+def evaluate_speech(parser, recognizer, commands: Sequence[Command], voices: Sequence[tuple[str, int]] = DEFAULT_VOICES,
+                    snr_db: float | None = 10.0, seed: int = 0, progress: bool = False,
+                    babble: bool = True) -> list[Summary]:
+    """One summary per voice and one over all ('speech')."""
+    import numpy as np
+
+    from .audio import RoomNoise, Voice, mix_at_snr, pad, synthesize
+    from .speech import parse_recognition
+
+    parser.warm_up()
+    noise = RoomNoise(seed=seed, use_babble=babble) if snr_db is not None else None
+    spoken = [c for c in commands if c.text.strip()]   # nothing to say for empty text
+    all_outcomes: list[Outcome] = []
+    summaries = []
+    for name, speed in voices:
+        voice = Voice(name, speed)
+        outcomes = []
+        for index, command in enumerate(spoken):
+            audio = pad(synthesize(command.text, voice))
+            if noise is not None:
+                audio = mix_at_snr(audio, noise.segment(len(audio)), snr_db)
+            started = time.perf_counter()   # the whole utterance is in: end of audio
+            recognition = recognizer.recognize(audio)
+            intent = parse_recognition(recognition, parser, recognizer.config.motion_gap)
+            latency = (time.perf_counter() - started) * 1e3
+            reference = normalize_command(command.text)
+            hypothesis = normalize_command(recognition.raw_text if recognition.accepted else "")
+            outcome = _outcome(command, intent, latency, voice.label, recognition.raw_text, reference, hypothesis)
+            outcome.gap = recognition.gap
+            outcomes.append(outcome)
+            if progress and index % 25 == 0:
+                log.info("%s: %d/%d", voice.label, index, len(spoken))
+        summaries.append(summarize(f"speech {voice.label}", outcomes))
+        all_outcomes += outcomes
+    summaries.append(summarize("speech (all voices)", all_outcomes))
+    _ = np  # numpy is used by the audio helpers
+    return summaries
+
+
+def format_table(summaries: Sequence[Summary], snr_db: float | None = None) -> str:
+    header = ("| set | utterances | exact intent+slots | positives exact | false actions on negatives | "
+              "wrong actions on positives | stop recall | WER | latency p50 / p95 / max (ms) |")
+    lines = [header, "|" + "---|" * 9]
+    for s in summaries:
+        wer = "—" if math.isnan(s.wer) else f"{100 * s.wer:.1f}%"
+        lines.append(f"| {s.name} | {s.utterances} | {100 * s.accuracy:.1f}% | {100 * s.accuracy_positive:.1f}% | "
+                     f"{s.false_actions} / {s.negatives} | {s.misread_actions} | {100 * s.stop_recall:.0f}% | {wer} | "
+                     f"{s.latency_p50_ms:.0f} / {s.latency_p95_ms:.0f} / {s.latency_max_ms:.0f} |")
+    if snr_db is not None:
+        lines.append(f"\nspeech: espeak-ng voices, room noise (pink + mains hum + 4-talker babble) at {snr_db:g} dB SNR")
+    return "\n".join(lines)
+
+
+def save(summaries: Sequence[Summary], path: Path, extra: dict[str, Any] | None = None) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"summaries": [asdict(s) for s in summaries], **(extra or {})}, indent=1),
+                    encoding="utf-8")
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`fluorosam evaluate-language`: print the table and save it as JSON."""
+    import argparse
+
+    from .parser import CommandParser
+
+    parser = argparse.ArgumentParser(prog="fluorosam evaluate-language",
+                                     description="Evaluate command understanding (text, speech, latency).")
+    parser.add_argument("--commands", type=Path, default=COMMANDS_PATH)
+    parser.add_argument("--out", type=Path, default=Path("output/language/evaluation.json"))
+    parser.add_argument("--no-speech", action="store_true", help="text only")
+    parser.add_argument("--every", type=int, default=1, help="speech: every Nth utterance (1 = all)")
+    parser.add_argument("--offset", type=int, default=0, help="speech: start of the every-Nth subset")
+    parser.add_argument("--voices", default=",".join(f"{v}@{s}" for v, s in DEFAULT_VOICES),
+                        help="espeak-ng voice@words-per-minute, comma separated")
+    parser.add_argument("--snr", type=float, default=10.0, help="room noise SNR in dB; 'inf' for clean")
+    parser.add_argument("--show-failures", type=int, default=15)
+    parser.add_argument("--no-babble", action="store_true", help="room noise without the babble talkers")
+    parser.add_argument("--reject-gap", type=float, default=None, help="override SpeechConfig.reject_gap")
+    args = parser.parse_args(argv)
+    commands = load_commands(args.commands)
+    command_parser = CommandParser()
+    summaries = [evaluate_text(command_parser, commands)]
+    extra: dict[str, Any] = {"commands": len(commands),
+                             "structures": len({c.expect.get("structure") for c in commands} - {None})}
+    snr = None if math.isinf(args.snr) else args.snr
+    if not args.no_speech:
+        from .audio import espeak_available
+        from .speech import SpeechRecognizer
+
+        if not espeak_available():
+            print("espeak-ng is missing: speech evaluation skipped (scripts/setup.sh installs it)")
+        else:
+            from .speech import SpeechConfig
+
+            config = SpeechConfig() if args.reject_gap is None else SpeechConfig(reject_gap=args.reject_gap)
+            args.reject_gap = config.reject_gap
+            recognizer = SpeechRecognizer(config=config)
+            voices = [(v.split("@")[0], int(v.split("@")[1])) for v in args.voices.split(",")]
+            subset = commands[args.offset::max(1, args.every)]
+            summaries += evaluate_speech(command_parser, recognizer, subset, voices, snr, progress=True,
+                                         babble=not args.no_babble)
+            extra.update(speech_utterances=len(subset), recognizer_load_s=recognizer.load_s)
+    print(format_table(summaries, snr if not args.no_speech else None))
+    print(f"\n{extra['commands']} utterances over {extra['structures']} structures; JSON: {save(summaries, args.out, extra)}")
+    for summary in summaries[-1:]:
+        if summary.gaps_positive or summary.gaps_negative:
+            def q(values, f):
+                return sorted(values)[int(f * (len(values) - 1))] if values else math.nan
+            print(f"rejection score (nat/frame, reject below {args.reject_gap}): commands p5 "
+                  f"{q(summary.gaps_positive, 0.05):.2f} / p50 {q(summary.gaps_positive, 0.5):.2f}; "
+                  f"negatives p50 {q(summary.gaps_negative, 0.5):.2f} / max {q(summary.gaps_negative, 1.0):.2f}")
+    for summary in summaries:
+        for failure in summary.failures[:args.show_failures]:
+            print(f"  [{summary.name}] {failure['text']!r} heard {failure['heard']!r}: expected {failure['expect']}, "
+                  f"got {failure['got']}")
+    return 0

@@ -1,0 +1,597 @@
+"""Commands (typed or recognised speech) -> `Intent`, deterministically, with an embedding fallback.
+
+Order of decisions, and why:
+1. stop words win over everything ("stop", "halt", "freeze", "abort", "hold still", "don't
+   move"): a stop must never be read as anything else, and stopping when unsure is safe.
+2. Any other negated request ("don't zoom in") is refused: acting on half of it would be wrong.
+3. A small hand-written grammar reads the common forms of every intent: keywords pick the kind,
+   slot extractors read the structure (the longest word span the anatomy vocabulary resolves),
+   the view, the direction and the amount with its unit (numbers in words or digits).
+   Its confidence is 1 minus a penalty for every word it could not explain.
+4. When the grammar is unsure (unexplained words, a question it cannot answer, no keyword),
+   the frozen MiniLM sentence encoder compares the utterance with (a) example phrasings of the
+   slot-free intents and (b) the vocabulary's descriptions and clues, for questions such as
+   "which bone is in the left thigh?" (-> where, never a motion).
+5. Below the threshold the result is `not_understood` with the nearest candidates, never a guess.
+   An intent that would move the C-arm needs `motion_threshold`; `where` needs only `threshold`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import math
+import re
+import time
+from dataclasses import dataclass, replace
+from typing import Protocol, Sequence
+
+from . import intents as K
+from .intents import Intent, not_understood
+from .numbers import normalize_command
+from .vocabulary import Vocabulary, default_vocabulary, normalize
+
+log = logging.getLogger(__name__)
+
+
+class SentenceEncoder(Protocol):
+    """What the fallback needs: L2-normalised rows, `encode(texts) -> (N, E)` (torch or numpy)."""
+
+    def encode(self, texts: list[str]): ...
+
+
+@dataclass(frozen=True)
+class ParserConfig:
+    threshold: float = 0.6            # below: not_understood
+    motion_threshold: float = 0.75    # an intent that moves or fires needs at least this
+    unexplained_penalty: float = 0.15  # per word the grammar could not account for
+    bare_structure_confidence: float = 0.8  # "left femur" alone reads as show(left femur)
+    embedding_min_similarity: float = 0.55  # cosine; below: no embedding reading at all
+    embedding_margin: float = 0.02    # best must beat the next different reading by this
+    max_text_chars: int = 500         # longer input is refused, not parsed
+    max_span_words: int = 8           # longest structure phrase searched
+    use_embeddings: bool = True
+
+
+# ------------------------------------------------------------------------------------------
+# Word lists. Phrases are matched on the normalised token string with word boundaries.
+# ------------------------------------------------------------------------------------------
+
+STOP_PHRASES = ("stop", "stopp", "halt", "freeze", "abort", "emergency", "hold still", "hold it",
+                "hold on", "stay still", "keep still", "do not move", "dont move", "no motion",
+                "no movement", "cease", "wait wait", "whoa")
+NEGATIONS = ("not", "never", "no", "nope")
+UNDO_PHRASES = ("undo", "go back", "move back to the previous", "back to the previous", "previous view",
+                "previous position", "last position", "last view", "revert", "as before",
+                "return to the previous", "return to the last", "back to where", "step back",
+                "where we were", "where it was", "the way it was")
+ZOOM_IN = ("zoom in", "magnify", "enlarge", "increase magnification", "more magnification", "zoom closer")
+ZOOM_OUT = ("zoom out", "unzoom", "demagnify", "reduce magnification", "less magnification",
+            "decrease magnification", "zoom back out")
+COLLIMATE_WORDS = ("collimate", "collimation", "collimator", "collimators", "cone", "coning",
+                   "shutter", "shutters")
+COLLIMATE_DIRECTIONS = {
+    "open": ("open", "opened", "remove", "off", "full field", "fully open", "no collimation"),
+    "tighter": ("tighter", "tighten", "narrower", "narrow", "down", "in", "closer", "more", "close"),
+    "wider": ("wider", "widen", "loosen", "looser", "less", "bit wider", "out"),
+}
+ROTATE_WORDS = ("rotate", "rotation", "orbit", "swing", "turn", "spin", "roll", "rao", "lao")
+TILT_WORDS = ("tilt", "angle", "angulate", "angulation", "tip", "cant")
+MOVE_WORDS = ("move", "go", "shift", "pan", "slide", "translate", "nudge", "bring", "drive",
+              "table", "push", "step")
+ACQUIRE_PHRASES = ("take a shot", "take a picture", "take an image", "take a film", "take an xray",
+                   "take a fluoro", "take one", "take 1", "shoot", "acquire", "acquisition", "expose", "exposure",
+                   "fluoro", "fluoroscopy", "snap", "capture", "beam on", "xray now", "shot", "image now",
+                   "fire", "take a pic", "picture now", "one shot", "take an exposure", "radiate")
+WHERE_PHRASES = ("where is", "where are", "where", "find", "locate", "highlight", "segment", "outline",
+                 "mark", "identify", "point out", "which", "what is", "what are", "is that", "is this",
+                 "can you see", "do you see", "label", "show where")
+SHOW_PHRASES = ("show", "center on", "centre on", "center", "centre", "go to", "move to", "take me to",
+                "get me", "give me", "let me see", "see", "view", "look at", "focus on", "bring up",
+                "frame", "target", "image", "visualize", "visualise", "display", "pan to", "move over to",
+                "put", "i want", "i need", "we need", "need", "want", "get", "over to", "on to", "onto",
+                "aim at", "aim for", "position on", "xray", "take an image of", "take a picture of",
+                "take a shot of", "take an xray of", "take a film of", "xray of", "shoot")
+QUESTION_STARTS = ("what", "which", "where", "who", "is", "are", "can you tell", "do you know",
+                   "how")
+
+DIRECTION_PHRASES = {
+    "cranial": ("cranial", "cranially", "cephalad", "headward", "headwards", "toward the head",
+                "towards the head", "to the head", "superior", "superiorly", "up toward the head",
+                "up towards the head"),
+    "caudal": ("caudal", "caudally", "caudad", "footward", "footwards", "toward the feet",
+               "towards the feet", "to the feet", "toward the foot", "towards the foot",
+               "inferior", "inferiorly"),
+    "left": ("left", "to the left", "patient left", "patients left", "leftward", "leftwards"),
+    "right": ("right", "to the right", "patient right", "patients right", "rightward", "rightwards"),
+    "up": ("up", "upward", "upwards", "higher", "anterior", "anteriorly"),
+    "down": ("down", "downward", "downwards", "lower", "posterior", "posteriorly"),
+    "in": ("in", "inward", "inwards", "closer"),
+    "out": ("out", "outward", "outwards", "away", "further away", "farther away"),
+}
+VIEW_PHRASES = {
+    "oblique_left": ("left oblique", "oblique left", "lao", "left anterior oblique", "left anterior"),
+    "oblique_right": ("right oblique", "oblique right", "rao", "right anterior oblique", "right anterior"),
+    "ap": ("ap", "a p", "anteroposterior", "antero posterior", "anterior posterior", "frontal",
+           "straight ap", "front view", "straight on"),
+    "pa": ("pa", "p a", "posteroanterior", "postero anterior", "posterior anterior"),
+    "lateral": ("lateral", "lat", "side view", "from the side", "sideways", "profile"),
+    "inlet": ("inlet",),
+    "outlet": ("outlet",),
+}
+UNIT_WORDS = {
+    "mm": ("mm", "millimeter", "millimeters", "millimetre", "millimetres", "mil", "mils", "millis"),
+    "cm": ("cm", "centimeter", "centimeters", "centimetre", "centimetres", "centi", "centis"),
+    "deg": ("degree", "degrees", "deg", "degs"),
+}
+FILLER_PHRASES = ("a little bit", "a bit", "a little", "little bit", "slightly", "a touch", "just a touch",
+                  "a tad", "please", "thank you", "thanks", "okay", "ok", "alright", "all right", "now",
+                  "hey", "can i", "could i", "may i", "can you", "could you", "would you", "will you", "can we", "could we", "let us",
+                  "lets", "i would like", "i would like to", "i d like", "i like", "for me", "for us", "quickly",
+                  "just", "right now", "real quick", "again", "so", "then", "and", "um", "uh", "er",
+                  "the", "a", "an", "me", "us", "to", "of", "on", "at", "in", "by", "some", "view",
+                  "projection", "image", "picture", "shot", "xray", "there", "here", "that", "this", "it",
+                  "position", "c arm", "carm", "arm", "camera", "beam", "table", "patient", "patients",
+                  "side", "more", "further", "farther", "about", "around", "approximately", "roughly",
+                  "over", "into", "with", "be", "is", "are", "please do", "go ahead", "and then")
+# Surface forms that in a command almost always mean something else: "a bit", the rotation
+# "axis", "the arm" / "C-arm" (the machine). "left arm" still resolves.
+GENERIC_WORDS = ("bit", "axis", "arm")
+# Words that may precede a structure without changing its meaning.
+STRUCTURE_MODIFIERS = ("whole", "entire", "full", "both")
+
+
+def _phrase_regex(phrases: Sequence[str]) -> re.Pattern:
+    ordered = sorted(set(phrases), key=len, reverse=True)   # longest alternative first
+    return re.compile(r"\b(?:" + "|".join(re.escape(p) for p in ordered) + r")\b")
+
+
+_STOP = _phrase_regex(STOP_PHRASES)
+_NEGATION = _phrase_regex(NEGATIONS)
+_UNDO = _phrase_regex(UNDO_PHRASES)
+_ZOOM_IN = _phrase_regex(ZOOM_IN)
+_ZOOM_OUT = _phrase_regex(ZOOM_OUT)
+_ZOOM = re.compile(r"\bzoom\b")
+_COLLIMATE = _phrase_regex(COLLIMATE_WORDS)
+_ROTATE = _phrase_regex(ROTATE_WORDS)
+_TILT = _phrase_regex(TILT_WORDS)
+_MOVE = _phrase_regex(MOVE_WORDS)
+_ACQUIRE = _phrase_regex(ACQUIRE_PHRASES)
+_WHERE = _phrase_regex(WHERE_PHRASES)
+_SHOW = _phrase_regex(SHOW_PHRASES)
+_FILLER = _phrase_regex(FILLER_PHRASES)
+_QUESTION = re.compile(r"^(?:" + "|".join(re.escape(q) for q in QUESTION_STARTS) + r")\b")
+_VIEWS = {view: _phrase_regex(phrases) for view, phrases in VIEW_PHRASES.items()}
+_DIRECTIONS = {d: _phrase_regex(p) for d, p in DIRECTION_PHRASES.items()}
+_NUMBER_UNIT = re.compile(r"\b(\d+(?:\.\d+)?)(?: (" + "|".join(
+    w for words in UNIT_WORDS.values() for w in words) + r"))?\b")
+_OBLIQUE_ALONE = re.compile(r"\boblique\b")
+_TILT_VIEW = re.compile(r"\b(cranial|caudal|cephalad|caudad)(?: tilt| angle| angulation| view)?\b")
+
+# Slot-free intents by example, for the embedding fallback (checked by the tests: every one
+# parses to its own kind through the grammar as well).
+EXAMPLES = {
+    K.ACQUIRE: ("take a shot", "take an image now", "acquire an image", "get me a fresh picture",
+                "fire the beam", "grab an x-ray", "new image please", "let's get a radiograph",
+                "expose now", "one more image"),
+    K.UNDO: ("undo that", "go back to the previous position", "return to where we were",
+             "put it back the way it was", "back to the last view", "reverse the last move"),
+    K.ZOOM + ":in": ("zoom in", "magnify the image", "make it bigger", "get closer"),
+    K.ZOOM + ":out": ("zoom out", "make it smaller", "less magnification", "pull back the zoom"),
+    K.COLLIMATE + ":open": ("open the collimator", "remove the collimation", "full field of view"),
+    K.COLLIMATE + ":tighter": ("collimate tighter", "cone down more", "narrow the field"),
+    K.COLLIMATE + ":wider": ("collimate wider", "open the collimation a bit", "widen the field"),
+}
+
+
+def _similarity(a, b):
+    """Cosine similarity rows of a (N, E) x b (M, E); inputs are L2-normalised."""
+    import numpy as np
+
+    a = a.detach().cpu().numpy() if hasattr(a, "detach") else np.asarray(a)
+    b = b.detach().cpu().numpy() if hasattr(b, "detach") else np.asarray(b)
+    return a @ b.T
+
+
+@dataclass
+class _Span:
+    name: str
+    start: int
+    end: int     # exclusive, in tokens
+
+
+class CommandParser:
+    """Text -> Intent. Thread-safe for reading; the encoder's cache is its own business."""
+
+    def __init__(self, vocabulary: Vocabulary | None = None, config: ParserConfig | None = None,
+                 encoder: SentenceEncoder | None = None) -> None:
+        self.vocabulary = vocabulary or default_vocabulary()
+        self.config = config or ParserConfig()
+        self._encoder = encoder
+        self._bank = None  # lazily built embedding banks
+        self._surface = sorted(self.vocabulary.index())
+
+    # -- public ----------------------------------------------------------------------------
+
+    @property
+    def encoder(self) -> SentenceEncoder | None:
+        if self._encoder is None and self.config.use_embeddings:
+            from fluorosam_ros.model.text_encoder import MiniLMSentenceEncoder  # heavy: torch
+
+            self._encoder = MiniLMSentenceEncoder()
+        return self._encoder
+
+    def warm_up(self) -> None:
+        """Load the encoder and embed the banks now (about 10 s) instead of on the first request."""
+        if self.config.use_embeddings:
+            self._banks()
+
+    def parse(self, text: str, source: str = "text") -> Intent:
+        """The intent of one utterance, with its confidence; `not_understood` when unsure."""
+        started = time.perf_counter()
+        if not isinstance(text, str):
+            return not_understood(str(text), "input is not text", source=source)
+        if len(text) > self.config.max_text_chars:
+            return not_understood(text[:80] + "...", f"input longer than {self.config.max_text_chars} "
+                                  "characters refused", source=source)
+        tokens = normalize_command(text)
+        joined = " ".join(tokens)
+        if not tokens:
+            return not_understood(text, "empty input", source=source)
+        intent = self._parse(joined, tokens, text, source)
+        intent = self._gate(intent)
+        intent.details["parse_ms"] = (time.perf_counter() - started) * 1e3
+        log.debug("%r -> %s", text, intent.describe())
+        return intent
+
+    # -- decisions -------------------------------------------------------------------------
+
+    def _gate(self, intent: Intent) -> Intent:
+        """Refuse what is not confident enough for its consequences."""
+        if not intent.understood:
+            return intent
+        needed = self.config.motion_threshold if intent.acts else self.config.threshold
+        if intent.confidence >= needed:
+            return intent
+        reading = intent.describe()
+        return replace(intent, kind=K.NOT_UNDERSTOOD, structure="", view="", direction="",
+                       amount=math.nan, unit="", candidates=(reading,) + tuple(intent.candidates),
+                       error=f"confidence {intent.confidence:.2f} below {needed:.2f} for {intent.kind}",
+                       method="refused")
+
+    def _parse(self, joined: str, tokens: list[str], text: str, source: str) -> Intent:
+        def make(kind: str, confidence: float = 1.0, **slots) -> Intent:
+            return Intent(kind, confidence=max(0.0, min(1.0, confidence)), source_text=text,
+                          source=source, **slots)
+
+        if _STOP.search(joined):
+            return make(K.STOP)
+        if _NEGATION.search(joined):
+            return not_understood(text, "negated request refused (say what to do, or 'stop')",
+                                  source=source)
+        # Explained words are removed from `rest`; what remains costs confidence.
+        if _UNDO.search(joined):
+            return make(K.UNDO, self._confidence(_UNDO.sub(" ", joined)))
+        if _ZOOM.search(joined) or _ZOOM_IN.search(joined) or _ZOOM_OUT.search(joined):
+            return self._zoom(joined, make)
+        if _COLLIMATE.search(joined):
+            return self._collimate(joined, tokens, text, source, make)
+        question = bool(_QUESTION.search(joined)) or text.strip().endswith("?")
+        span = self._find_structure(tokens)
+        if _TILT.search(joined) and not span:
+            return self._turn(K.TILT, _TILT, joined, make)
+        if _ROTATE.search(joined) and not span and (not self._view(joined)[0] or _NUMBER_UNIT.search(joined)):
+            return self._turn(K.ROTATE, _ROTATE, joined, make)
+        if _WHERE.search(joined) and (question or not _SHOW.search(joined) or span is None):
+            return self._where(joined, tokens, span, text, source, make, question)
+        if span is not None or self._view(joined)[0]:
+            return self._show(joined, tokens, span, text, source, make)
+        if _MOVE.search(joined):
+            return self._move(joined, make)
+        if _ACQUIRE.search(joined):
+            return make(K.ACQUIRE, self._confidence(_ACQUIRE.sub(" ", joined)))
+        if _SHOW.search(joined):
+            return self._fallback(joined, text, source, "a request without a structure I know")
+        return self._fallback(joined, text, source, "no command recognised")
+
+    def _confidence(self, rest: str, extra_unexplained: int = 0) -> float:
+        """1 minus a penalty for each word that no rule explained."""
+        rest = _FILLER.sub(" ", rest)
+        words = [w for w in rest.split() if w]
+        return 1.0 - self.config.unexplained_penalty * (len(words) + extra_unexplained)
+
+    # -- slots -----------------------------------------------------------------------------
+
+    def _find_structure(self, tokens: list[str]) -> _Span | None:
+        """The longest (then leftmost) token span the vocabulary resolves, ignoring spans made
+        of filler words only and the generic 'bit' of 'a bit'."""
+        n = len(tokens)
+        best: _Span | None = None
+        for length in range(min(self.config.max_span_words, n), 0, -1):
+            for start in range(0, n - length + 1):
+                words = tokens[start:start + length]
+                if words[0] in ("a", "an", "on", "of", "in", "to", "at", "by") or (length == 1 and words[0] in GENERIC_WORDS) \
+                        or (length == 2 and words[0] in ("the", "c") and words[1] in GENERIC_WORDS) \
+                        or (words[0] in GENERIC_WORDS and start > 0 and tokens[start - 1] in ("the", "c")) \
+                        or (length > 1 and words[0] in ("the", "c") and words[1] in GENERIC_WORDS):
+                    continue   # "move the arm left": the machine, not the patient's left arm
+                name = self.vocabulary.resolve(" ".join(words))
+                if name is not None:
+                    best = _Span(name, start, start + length)
+                    break
+            if best is not None:
+                break
+        return best
+
+    @staticmethod
+    def _strip_span(tokens: list[str], span: _Span | None) -> str:
+        if span is None:
+            return " ".join(tokens)
+        kept = tokens[:span.start] + tokens[span.end:]
+        # "the whole spine": modifiers right before the structure belong to it
+        while span.start > 0 and kept and kept[span.start - 1:span.start] and \
+                kept[span.start - 1] in STRUCTURE_MODIFIERS:
+            kept.pop(span.start - 1)
+            span = _Span(span.name, span.start - 1, span.end)
+        return " ".join(kept)
+
+    def _view(self, joined: str) -> tuple[str, float, str]:
+        """(view, tilt amount, rest) of a named view in the text; ("", nan, joined) if none."""
+        match = _TILT_VIEW.search(joined)
+        if match and (re.search(r"\btilt|angl|view\b", joined) or _NUMBER_UNIT.search(joined)):
+            view = "cranial" if match.group(1) in ("cranial", "cephalad") else "caudal"
+            rest = joined[:match.start()] + " " + joined[match.end():]
+            amount, _, rest = self._amount(rest, default_unit="deg")
+            rest = re.sub(r"\b(tilt|tilted|angle|angled|angulation|by|of|with)\b", " ", rest)
+            return view, amount, rest
+        for view, pattern in _VIEWS.items():
+            match = pattern.search(joined)
+            if match:
+                return view, math.nan, joined[:match.start()] + " " + joined[match.end():]
+        return "", math.nan, joined
+
+    @staticmethod
+    def _amount(joined: str, default_unit: str) -> tuple[float, str, str]:
+        """(amount, unit, rest): the first number with its unit; centimetres become mm.
+        unit is "" when a number was said without a unit and no default applies."""
+        for match in _NUMBER_UNIT.finditer(joined):
+            value = float(match.group(1))
+            word = match.group(2)
+            unit = next((u for u, words in UNIT_WORDS.items() if word in words), "") if word else ""
+            rest = joined[:match.start()] + " " + joined[match.end():]
+            unit = unit or default_unit
+            if unit == "cm":
+                value, unit = value * 10.0, "mm"
+            return value, unit, rest
+        return math.nan, "", joined
+
+    @staticmethod
+    def _direction(joined: str, allowed: Sequence[str]) -> tuple[list[str], str]:
+        """(directions found among `allowed`, rest with their phrases removed)."""
+        found: list[tuple[int, str]] = []
+        rest = joined
+        for direction in allowed:
+            pattern = _DIRECTIONS[direction]
+            for match in pattern.finditer(rest):
+                found.append((match.start(), direction))
+            rest = pattern.sub(" ", rest)
+        return [d for _, d in sorted(found)], rest
+
+    # -- per intent --------------------------------------------------------------------------
+
+    def _zoom(self, joined: str, make) -> Intent:
+        if _ZOOM_IN.search(joined) and not _ZOOM_OUT.search(joined):
+            direction, rest = "in", _ZOOM_IN.sub(" ", joined)
+        elif _ZOOM_OUT.search(joined) and not _ZOOM_IN.search(joined):
+            direction, rest = "out", _ZOOM_OUT.sub(" ", joined)
+        else:
+            return not_understood(joined, "zoom needs a direction: in or out",
+                                  candidates=("zoom(direction=in)", "zoom(direction=out)"))
+        return make(K.ZOOM, self._confidence(_ZOOM.sub(" ", rest)), direction=direction)
+
+    def _collimate(self, joined, tokens, text, source, make) -> Intent:
+        span = self._find_structure(tokens)
+        rest = _COLLIMATE.sub(" ", self._strip_span(tokens, span))
+        if span is not None:
+            rest = re.sub(r"\b(around|onto|to|on|down|in|for|the)\b", " ", rest)
+            return make(K.COLLIMATE, self._confidence(rest), structure=span.name)
+        found = [d for d, words in COLLIMATE_DIRECTIONS.items() if _phrase_regex(words).search(rest)]
+        if len(found) != 1:
+            return not_understood(text, "collimate needs a structure or open/tighter/wider",
+                                  candidates=tuple(f"collimate(direction={d})" for d in COLLIMATE_DIRECTIONS),
+                                  source=source)
+        direction = found[0]
+        rest = _phrase_regex(COLLIMATE_DIRECTIONS[direction]).sub(" ", rest)
+        rest = re.sub(r"\b(up|the|field|a|bit)\b", " ", rest)
+        return make(K.COLLIMATE, self._confidence(rest), direction=direction)
+
+    def _turn(self, kind: str, verb: re.Pattern, joined: str, make) -> Intent:
+        allowed = K.TILT_DIRECTIONS if kind == K.TILT else K.ROTATE_DIRECTIONS
+        # LAO/RAO name the direction of an orbital rotation
+        joined = re.sub(r"\blao\b", "left", re.sub(r"\brao\b", "right", joined)) if kind == K.ROTATE else joined
+        amount, unit, rest = self._amount(joined, default_unit="deg")
+        if unit not in ("", "deg"):
+            return not_understood(joined, f"{kind} takes degrees, not {unit}")
+        directions, rest = self._direction(rest, allowed)
+        if kind == K.TILT:  # "tilt up/down" means nothing certain for a C-arm: refused below
+            directions += [d for d in ("cranial", "caudal") if re.search(rf"\b{d[:4]}", rest)]
+        if len(set(directions)) != 1:
+            return not_understood(joined, f"{kind} needs one direction: {' or '.join(allowed)}",
+                                  candidates=tuple(f"{kind}(direction={d})" for d in allowed))
+        rest = verb.sub(" ", rest)
+        rest = re.sub(r"\b(towards|toward|by|the|arm|c|to|further|degrees?|more)\b", " ", rest)
+        return make(kind, self._confidence(rest), direction=directions[0], amount=amount,
+                    unit="deg" if not math.isnan(amount) else "")
+
+    def _move(self, joined: str, make) -> Intent:
+        amount, unit, rest = self._amount(joined, default_unit="")
+        if not math.isnan(amount) and unit not in ("mm",):
+            return not_understood(joined, "a move needs a distance unit (mm or cm)" if not unit
+                                  else f"a move takes mm or cm, not {unit}",
+                                  candidates=(f"move {amount:g} mm", f"move {amount * 10:g} mm"))
+        directions, rest = self._direction(rest, K.MOVE_DIRECTIONS)
+        if len(set(directions)) != 1:
+            return not_understood(joined, "move needs one direction: " + ", ".join(K.MOVE_DIRECTIONS))
+        rest = _MOVE.sub(" ", rest)
+        return make(K.MOVE, self._confidence(rest), direction=directions[0], amount=amount,
+                    unit=unit if not math.isnan(amount) else "")
+
+    def _where(self, joined, tokens, span, text, source, make, question) -> Intent:
+        rest = _WHERE.sub(" ", self._strip_span(tokens, span))
+        rest = re.sub(r"\b(show|located|lie|lies|find|it|me|you|can|see|please)\b", " ", rest)
+        confidence = self._confidence(rest) if span is not None else 0.0
+        if confidence >= 1.0:
+            return make(K.WHERE, confidence, structure=span.name)
+        # "which bone is in the left thigh?": words the grammar could not place; the description
+        # bank may know better than the generic "bone" it found
+        fallback = self._fallback(joined, text, source, "a question about a structure I could not name",
+                                  question=True)
+        if fallback.understood or confidence < self.config.threshold:
+            return fallback
+        return make(K.WHERE, confidence, structure=span.name)
+
+    def _show(self, joined, tokens, span, text, source, make) -> Intent:
+        view, tilt, _ = self._view(joined)
+        if span is not None:
+            rest = self._strip_span(tokens, span)
+        else:
+            rest = joined
+        view, tilt, rest = self._view(rest) if view else ("", math.nan, rest)
+        verb = _SHOW.search(rest) or _MOVE.search(rest) or _ACQUIRE.search(rest)
+        rest = _ACQUIRE.sub(" ", _MOVE.sub(" ", _SHOW.sub(" ", rest)))
+        if _OBLIQUE_ALONE.search(rest):
+            return not_understood(text, "which oblique: left or right?", source=source,
+                                  candidates=("view=oblique_left", "view=oblique_right"))
+        confidence = self._confidence(rest)
+        if verb is None:
+            # "left femur" or "femur lateral" alone: a show, but a cautious one; with any other
+            # word ("pass the scalpel") it is talk that names a structure, not a request
+            confidence = (self.config.bare_structure_confidence if confidence >= 1.0
+                          else confidence - 2 * self.config.unexplained_penalty)
+        slots = dict(view=view)
+        if not math.isnan(tilt):
+            slots.update(amount=tilt, unit="deg")
+        if span is None:
+            if not view:
+                return not_understood(text, "show needs a structure", source=source)
+            return make(K.SHOW, confidence, **slots)
+        if confidence < self.config.motion_threshold:
+            fallback = self._fallback(joined, text, source, "unexplained words", question=False)
+            if fallback.understood and fallback.confidence > confidence:
+                return fallback
+        return make(K.SHOW, confidence, structure=span.name, **slots)
+
+    # -- embedding fallback -----------------------------------------------------------------
+
+    def _banks(self):
+        if self._bank is None:
+            encoder = self.encoder
+            intent_texts, intent_labels = [], []
+            for label, texts in EXAMPLES.items():
+                intent_texts += list(texts)
+                intent_labels += [label] * len(texts)
+            entry_texts, entry_labels = [], []
+            for name in self.vocabulary.names():
+                entry = self.vocabulary.entry(name)
+                # "the bone in the left thigh" -> also "bone in the left thigh", the question's core
+                for clue in (entry.description,) + tuple(getattr(entry, "clues", ())):
+                    entry_texts.append(clue)
+                    entry_labels.append(name)
+            self._bank = {
+                "intent": (encoder.encode(intent_texts), intent_labels),
+                "entry": (encoder.encode(entry_texts), entry_labels),
+            }
+        return self._bank
+
+    def _nearest_names(self, text: str, count: int = 3) -> tuple[str, ...]:
+        """Spelling neighbours among the vocabulary's surface forms (for "did you mean")."""
+        words = [w for w in normalize(text).split() if len(w) > 2]
+        scores: dict[str, float] = {}
+        for word in words:
+            for form in difflib.get_close_matches(word, self._surface, n=count, cutoff=0.6):
+                name = self.vocabulary.resolve(form)
+                if name:
+                    ratio = difflib.SequenceMatcher(None, word, form).ratio()
+                    scores[name] = max(scores.get(name, 0.0), ratio)
+        return tuple(sorted(scores, key=scores.get, reverse=True)[:count])
+
+    def _same_pair(self, a: str, b: str) -> bool:
+        """Left and right entries of one pair ("kidney_left"/"kidney_right")."""
+        ea, eb = self.vocabulary.entry(a), self.vocabulary.entry(b)
+        return ea.laterality != eb.laterality and "none" not in (ea.laterality, eb.laterality) and \
+            ea.name.replace("left", "right") == eb.name.replace("left", "right")
+
+    def _side_choice(self, joined: str, best: str, labels, order, sims) -> str | None:
+        """Descriptions of a left/right pair differ only in the side word, so their similarities
+        tie; the one side word of the question decides. None if it cannot."""
+        sides = set(re.findall(r"\b(left|right)\b", joined))
+        if len(sides) != 1:
+            return None
+        side = sides.pop()
+        top = float(sims[order[0]])
+        for i in order[:6]:
+            label = labels[i]
+            if top - float(sims[i]) > self.config.embedding_margin:
+                break
+            if self.vocabulary.entry(label).laterality == side and (
+                    label == best or self._same_pair(label, best)):
+                return label
+        return None
+
+    def _fallback(self, joined: str, text: str, source: str, reason: str, question: bool = False) -> Intent:
+        content = joined
+        for pattern in (_SHOW, _WHERE, _MOVE, _ACQUIRE, _QUESTION, _FILLER):
+            content = pattern.sub(" ", content)
+        spelled = self._nearest_names(content)
+        if not self.config.use_embeddings:
+            return not_understood(text, reason, candidates=spelled, source=source)
+        bank = self._banks()
+        query = joined
+        for pattern in (_QUESTION, _WHERE):
+            query = pattern.sub(" ", query)
+        query = " ".join(query.split())
+        # one sentence per request: encoding dominates the fallback's latency
+        encoded = self.encoder.encode([(query or joined) if question else joined])
+        import numpy as np
+
+        if question:
+            vectors, labels = bank["entry"]
+            sims = _similarity(encoded[0:1], vectors)[0]
+            kind_of = lambda label: (K.WHERE, dict(structure=label))  # noqa: E731
+        else:
+            vectors, labels = bank["intent"]
+            sims = _similarity(encoded[0:1], vectors)[0]
+
+            def kind_of(label):
+                kind, _, direction = label.partition(":")
+                return kind, (dict(direction=direction) if direction else {})
+        order = np.argsort(-sims)
+        best_label = labels[order[0]]
+        best = float(sims[order[0]])
+        runner = next((float(sims[i]) for i in order[1:] if labels[i] != best_label), 0.0)
+        candidates = []
+        for i in order:
+            if labels[i] not in candidates:
+                candidates.append(labels[i])
+            if len(candidates) == 3:
+                break
+        if question and best - runner < self.config.embedding_margin:
+            best_label = self._side_choice(joined, best_label, labels, order, sims)
+            if best_label is not None:
+                runner = max((float(sims[i]) for i in order if labels[i] != best_label
+                              and not self._same_pair(labels[i], best_label)), default=0.0)
+            else:
+                best_label = labels[order[0]]
+        details = {"similarity": best, "runner_up": runner}
+        if best < self.config.embedding_min_similarity or best - runner < self.config.embedding_margin:
+            intent = not_understood(text, f"{reason}; nearest reading too far (similarity {best:.2f})",
+                                    candidates=tuple(candidates) + spelled, source=source, method="embedding")
+            intent.details.update(details)
+            return intent
+        kind, slots = kind_of(best_label)
+        # Similarity 0.55 -> 0.6 (the threshold) ... 0.9 -> 1; motion needs well above the minimum.
+        confidence = min(1.0, 0.6 + (best - self.config.embedding_min_similarity) / 0.35 * 0.4)
+        intent = Intent(kind, confidence=confidence, source_text=text, source=source,
+                        candidates=tuple(candidates), method="embedding", **slots)
+        intent.details.update(details)
+        return intent

@@ -1,0 +1,194 @@
+"""command_node: typed and spoken commands -> fluorosam_ros/Intent.
+
+Subscribes /command/text (std_msgs/String) and /command/audio (fluorosam_ros/AudioChunk, PCM16
+mono at 16 kHz; an utterance ends with end_of_utterance or after `silence_timeout_s` without
+chunks). Publishes /command/intent and echoes what it heard and understood on /command/heard.
+All understanding lives in fluorosam_ros.language; this node only translates messages.
+
+Text and audio have separate callback groups, so a typed "stop" is answered while speech is
+being decoded. Bad input (wrong rate, empty, over-long) is logged, answered with a
+not_understood intent or refused on /command/heard, and never stops the node.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+
+import numpy as np
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.node import Node
+from std_msgs.msg import Header, String
+
+from fluorosam_ros.language.intents import Intent, not_understood
+from fluorosam_ros.language.parser import CommandParser, ParserConfig
+from fluorosam_ros.msg import AudioChunk
+from fluorosam_ros.msg import Intent as IntentMsg
+
+from .common import RELIABLE_QOS, declare, run
+
+
+def intent_to_msg(intent: Intent, header: Header) -> IntentMsg:
+    return IntentMsg(header=header, kind=intent.kind, structure=intent.structure, view=intent.view,
+                     direction=intent.direction, amount=float(intent.amount), unit=intent.unit,
+                     confidence=float(intent.confidence), source_text=intent.source_text[:500],
+                     source=intent.source, candidates=list(intent.candidates)[:5], error=intent.error)
+
+
+class CommandNode(Node):
+    def __init__(self) -> None:
+        super().__init__("command_node")
+        defaults = ParserConfig()
+        config = ParserConfig(
+            threshold=declare(self, "threshold", defaults.threshold, "below: not_understood"),
+            motion_threshold=declare(self, "motion_threshold", defaults.motion_threshold,
+                                     "an intent that moves or fires needs this confidence"),
+            max_text_chars=declare(self, "max_text_chars", defaults.max_text_chars, "longer text is refused"),
+            use_embeddings=declare(self, "use_embeddings", True, "MiniLM fallback for paraphrases/questions"))
+        self.speech_enabled = declare(self, "speech_enabled", True, "decode /command/audio with pocketsphinx")
+        self.sample_rate_hz = declare(self, "sample_rate_hz", 16000, "the only rate accepted on /command/audio")
+        self.silence_timeout_s = declare(self, "silence_timeout_s", 1.0,
+                                         "decode an utterance this long after its last chunk")
+        self.max_utterance_s = declare(self, "max_utterance_s", 15.0, "longer audio is refused")
+        reject_gap = declare(self, "reject_gap", -0.9, "out-of-grammar rejection, nat per frame")
+        motion_gap = declare(self, "motion_gap", -0.6, "speech that moves or fires needs this fit")
+        self.frame_id = declare(self, "frame_id", "", "header frame of published intents")
+
+        started = time.perf_counter()
+        self.parser = CommandParser(config=config)
+        self.parser.warm_up()
+        self.recognizer = None
+        if self.speech_enabled:
+            from fluorosam_ros.language.speech import SpeechConfig, SpeechRecognizer
+
+            self.recognizer = SpeechRecognizer(config=SpeechConfig(
+                sample_rate_hz=self.sample_rate_hz, reject_gap=reject_gap, motion_gap=motion_gap,
+                max_utterance_s=self.max_utterance_s))
+        self.get_logger().info(f"ready in {time.perf_counter() - started:.1f} s "
+                               f"(speech {'on' if self.recognizer else 'off'})")
+
+        self._audio: list[np.ndarray] = []
+        self._audio_lock = threading.Lock()
+        self._last_chunk = 0.0
+        self.counts = {"text": 0, "audio_utterances": 0, "refused": 0, "not_understood": 0}
+        self.last_error = ""
+
+        self.intent_pub = self.create_publisher(IntentMsg, "/command/intent", RELIABLE_QOS)
+        self.heard_pub = self.create_publisher(String, "/command/heard", RELIABLE_QOS)
+        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", RELIABLE_QOS)
+        self.create_subscription(String, "/command/text", self._on_text, RELIABLE_QOS,
+                                 callback_group=MutuallyExclusiveCallbackGroup())
+        audio_group = MutuallyExclusiveCallbackGroup()
+        self.create_subscription(AudioChunk, "/command/audio", self._on_audio, RELIABLE_QOS,
+                                 callback_group=audio_group)
+        self.create_timer(0.2, self._check_silence, callback_group=audio_group)
+        self.create_timer(1.0, self._diagnostics, callback_group=MutuallyExclusiveCallbackGroup())
+
+    # ---- output ------------------------------------------------------------------------
+    def _publish(self, intent: Intent, heard: str) -> None:
+        if not intent.understood:
+            self.counts["not_understood"] += 1
+        try:
+            header = Header(stamp=self.get_clock().now().to_msg(), frame_id=self.frame_id)
+            self.intent_pub.publish(intent_to_msg(intent, header))
+            self.heard_pub.publish(String(data=f"{heard} -> {intent.describe()}"))
+        except Exception as error:  # a transport hiccup must never take the node down
+            self.last_error = f"publish failed: {error}"
+            self.get_logger().error(self.last_error)
+        self.get_logger().info(f"{intent.source}: {heard!r} -> {intent.describe()}")
+
+    def _refuse(self, reason: str) -> None:
+        self.counts["refused"] += 1
+        self.last_error = reason
+        self.get_logger().warning(f"refused: {reason}")
+        try:
+            self.heard_pub.publish(String(data=f"refused: {reason}"))
+        except Exception as error:
+            self.get_logger().error(f"publish failed: {error}")
+
+    # ---- text --------------------------------------------------------------------------
+    def _on_text(self, msg: String) -> None:
+        self.counts["text"] += 1
+        text = msg.data
+        try:
+            intent = self.parser.parse(text, source="text")
+        except Exception as error:  # never let one odd input stop the node
+            self.get_logger().error(f"parser failed on {text[:80]!r}: {error}")
+            intent = not_understood(text[:200], f"internal error: {error}")
+        shown = text if len(text) <= 120 else text[:117] + "..."
+        if not intent.understood and intent.error.startswith("input longer"):
+            self.get_logger().warning(f"refused {len(text)} characters of text")
+        self._publish(intent, shown)
+
+    # ---- audio -------------------------------------------------------------------------
+    def _on_audio(self, msg: AudioChunk) -> None:
+        if self.recognizer is None:
+            self._refuse("speech is disabled (speech_enabled: false)")
+            return
+        if msg.sample_rate_hz != self.sample_rate_hz:
+            self._refuse(f"audio at {msg.sample_rate_hz} Hz; resample to {self.sample_rate_hz} Hz PCM16 mono")
+            return
+        if msg.channels not in (0, 1):
+            self._refuse(f"{msg.channels} channels; send mono")
+            return
+        samples = np.asarray(msg.samples, dtype=np.int16)
+        with self._audio_lock:
+            if samples.size:
+                self._audio.append(samples)
+                self._last_chunk = time.monotonic()
+            total = sum(a.size for a in self._audio)
+            if total > self.max_utterance_s * self.sample_rate_hz:
+                self._audio = []
+                self._refuse(f"utterance longer than {self.max_utterance_s:g} s dropped")
+                return
+        if msg.end_of_utterance:
+            self._decode()
+
+    def _check_silence(self) -> None:
+        if self._audio and time.monotonic() - self._last_chunk > self.silence_timeout_s:
+            self._decode()
+
+    def _decode(self) -> None:
+        from fluorosam_ros.language.speech import parse_recognition
+
+        with self._audio_lock:
+            audio = np.concatenate(self._audio) if self._audio else np.zeros(0, np.int16)
+            self._audio = []
+        if audio.size == 0:
+            self._refuse("empty utterance")
+            return
+        self.counts["audio_utterances"] += 1
+        started = time.perf_counter()
+        try:
+            recognition = self.recognizer.recognize(audio)
+            intent = parse_recognition(recognition, self.parser, self.recognizer.config.motion_gap)
+        except Exception as error:
+            self.get_logger().error(f"speech decoding failed: {error}")
+            intent = not_understood("", f"internal error: {error}", source="speech")
+            recognition = None
+        heard = recognition.raw_text if recognition is not None else ""
+        gap = recognition.gap if recognition is not None else math.nan
+        self.get_logger().info(f"decoded {audio.size / self.sample_rate_hz:.2f} s of audio in "
+                               f"{(time.perf_counter() - started) * 1e3:.0f} ms (gap {gap:.2f})")
+        self._publish(intent, heard or "(nothing accepted)")
+
+    def _diagnostics(self) -> None:
+        level = DiagnosticStatus.WARN if self.last_error else DiagnosticStatus.OK
+        status = DiagnosticStatus(level=level, name="command_node", hardware_id="language",
+                                  message=self.last_error or "ready",
+                                  values=[KeyValue(key=k, value=str(v)) for k, v in self.counts.items()])
+        try:
+            self.diag_pub.publish(DiagnosticArray(header=Header(stamp=self.get_clock().now().to_msg()),
+                                                  status=[status]))
+        except Exception:
+            pass
+
+
+def main() -> None:
+    run(CommandNode, threads=3)
+
+
+if __name__ == "__main__":
+    main()

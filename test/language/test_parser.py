@@ -1,0 +1,166 @@
+"""The command parser: every intent with its slots, numbers and units, refusals, and safety."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from fluorosam_ros.language import intents as K
+from fluorosam_ros.language.numbers import normalize_command, words_to_digits
+from fluorosam_ros.language.parser import EXAMPLES, CommandParser, ParserConfig
+
+
+@pytest.fixture(scope="module")
+def grammar() -> CommandParser:
+    """The deterministic grammar alone (no encoder): fast, and what must already be right."""
+    return CommandParser(config=ParserConfig(use_embeddings=False))
+
+
+def slots(intent):
+    return {"kind": intent.kind, **intent.slots()}
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("show me the left femur", {"kind": "show", "structure": "femur_left"}),
+    ("centre on L3", {"kind": "show", "structure": "vertebrae_L3"}),
+    ("show me L three", {"kind": "show", "structure": "vertebrae_L3"}),
+    ("go to lumbar five", {"kind": "show", "structure": "vertebrae_L5"}),
+    ("show the right collarbone in lateral view", {"kind": "show", "structure": "clavicula_right", "view": "lateral"}),
+    ("give me an AP of the pelvis", {"kind": "show", "structure": "pelvis", "view": "ap"}),
+    ("pelvis inlet view", {"kind": "show", "structure": "pelvis", "view": "inlet"}),
+    ("show the sacrum with a fifteen degree cranial tilt",
+     {"kind": "show", "structure": "sacrum", "view": "cranial", "amount": 15.0, "unit": "deg"}),
+    ("show me the right hip in left oblique", {"kind": "show", "structure": "hip_right", "view": "oblique_left"}),
+    ("lateral view please", {"kind": "show", "view": "lateral"}),
+    ("collimate on the liver", {"kind": "collimate", "structure": "liver"}),
+    ("cone down", {"kind": "collimate", "direction": "tighter"}),
+    ("open the collimator", {"kind": "collimate", "direction": "open"}),
+    ("collimate wider", {"kind": "collimate", "direction": "wider"}),
+    ("move left 2 cm", {"kind": "move", "direction": "left", "amount": 20.0, "unit": "mm"}),
+    ("move caudally twenty five millimetres", {"kind": "move", "direction": "caudal", "amount": 25.0, "unit": "mm"}),
+    ("move up one and a half centimetres", {"kind": "move", "direction": "up", "amount": 15.0, "unit": "mm"}),
+    ("move 3 cm toward the feet", {"kind": "move", "direction": "caudal", "amount": 30.0, "unit": "mm"}),
+    ("move the arm left 2 cm", {"kind": "move", "direction": "left", "amount": 20.0, "unit": "mm"}),
+    ("shift down a bit", {"kind": "move", "direction": "down"}),
+    ("rotate thirty degrees to the left", {"kind": "rotate", "direction": "left", "amount": 30.0, "unit": "deg"}),
+    ("rotate LAO 20", {"kind": "rotate", "direction": "left", "amount": 20.0, "unit": "deg"}),
+    ("rotate right", {"kind": "rotate", "direction": "right"}),
+    ("tilt 15° cranial", {"kind": "tilt", "direction": "cranial", "amount": 15.0, "unit": "deg"}),
+    ("tilt towards the feet two point five degrees", {"kind": "tilt", "direction": "caudal", "amount": 2.5, "unit": "deg"}),
+    ("zoom in", {"kind": "zoom", "direction": "in"}),
+    ("zoom out please", {"kind": "zoom", "direction": "out"}),
+    ("take a shot", {"kind": "acquire"}),
+    ("shoot", {"kind": "acquire"}),
+    ("go back", {"kind": "undo"}),
+    ("undo", {"kind": "undo"}),
+    ("where is the spleen?", {"kind": "where", "structure": "spleen"}),
+    ("highlight the right kidney", {"kind": "where", "structure": "kidney_right"}),
+])
+def test_every_intent_with_its_slots(grammar, text, expected):
+    intent = grammar.parse(text)
+    assert slots(intent) == expected, intent.describe()
+    assert intent.confidence >= grammar.config.motion_threshold
+    assert intent.source_text == text
+
+
+@pytest.mark.parametrize("text", ["stop", "STOP!", "halt", "freeze", "abort", "hold still", "stop moving",
+                                  "please stop now", "don't move", "do not move the C-arm", "stop zooming",
+                                  "stop, go back", "zoom in stop", "show me the liver no stop"])
+def test_stop_wins_over_everything(grammar, text):
+    intent = grammar.parse(text)
+    assert intent.kind == K.STOP and intent.confidence == 1.0
+
+
+@pytest.mark.parametrize("text, error", [
+    ("move left 2", "unit"),                    # 2 mm or 2 cm? ask
+    ("rotate", "direction"),
+    ("tilt up", "direction"),                   # up is not a tilt direction
+    ("zoom", "in or out"),
+    ("collimate", "open/tighter/wider"),
+    ("show the femur oblique", "oblique"),
+    ("don't zoom in", "negated"),
+    ("show me the kneecap", "structure"),
+    ("", "empty"),
+    ("x" * 10_000, "longer than"),
+    ("what a nice day outside", "no command"),
+])
+def test_refusals_say_why_and_never_act(grammar, text, error):
+    intent = grammar.parse(text)
+    assert intent.kind == K.NOT_UNDERSTOOD and not intent.acts
+    assert error in intent.error
+
+
+def test_unknown_anatomy_offers_spelling_neighbours(grammar):
+    intent = grammar.parse("show me the left femor")
+    # "femor" is no vocabulary word; "left" alone names nothing
+    assert intent.kind == K.NOT_UNDERSTOOD
+    assert any("fem" in c for c in intent.candidates)
+
+
+def test_low_confidence_motion_is_refused_but_reported():
+    parser = CommandParser(config=ParserConfig(use_embeddings=False, motion_threshold=0.95))
+    intent = parser.parse("left femur")          # a bare structure is a cautious show (0.8)
+    assert intent.kind == K.NOT_UNDERSTOOD and "below" in intent.error
+    assert intent.candidates and "femur_left" in intent.candidates[0]
+
+
+def test_numbers_in_words_and_digits():
+    assert words_to_digits("twenty five".split()) == ["25"]
+    assert words_to_digits("one hundred and twenty".split()) == ["120"]
+    assert words_to_digits("two point five".split()) == ["2.5"]
+    assert words_to_digits("one and a half".split()) == ["1.5"]
+    assert words_to_digits("three four".split()) == ["3", "4"]       # two numbers, not 7
+    assert normalize_command("tilt 15° cranial") == ["tilt", "15", "degrees", "cranial"]
+    assert normalize_command("20mm") == ["20", "mm"]
+    assert normalize_command("fifth rib") == ["fifth", "rib"]       # ordinals stay words
+    assert normalize_command("Don't move") == ["do", "not", "move"]
+
+
+def test_intent_kinds_match_the_message_constants():
+    from pathlib import Path
+
+    msg = (Path(__file__).resolve().parents[2] / "msg" / "Intent.msg").read_text()
+    for kind in K.KINDS:
+        assert f"={kind}\n" in msg
+    assert K.ACTION_KINDS == K.MOTION_KINDS | {K.ACQUIRE}
+    assert not ({K.STOP, K.WHERE, K.NOT_UNDERSTOOD} & K.ACTION_KINDS)
+    assert math.isnan(K.Intent(K.ACQUIRE).amount)
+    with pytest.raises(ValueError):
+        K.Intent("jump")
+
+
+def test_the_fallback_examples_agree_with_the_grammar(grammar):
+    """The embedding fallback's example phrasings must not teach it a different reading than
+    the grammar gives the same words (where the grammar reads them at all)."""
+    for label, texts in EXAMPLES.items():
+        kind = label.partition(":")[0]
+        for text in texts:
+            intent = grammar.parse(text)
+            assert intent.kind in (kind, K.NOT_UNDERSTOOD), (text, intent.describe())
+
+
+@pytest.fixture(scope="module")
+def full_parser() -> CommandParser:
+    parser = CommandParser()
+    parser.warm_up()
+    return parser
+
+
+@pytest.mark.parametrize("text, structure", [
+    ("which bone is in the left thigh?", "femur_left"),
+    ("what's the bone next to the hip?", "femurs"),
+    ("which organ makes urine on the right side of the spine?", "kidney_right"),
+    ("what is the tube carrying air to the lungs?", "trachea"),
+])
+def test_questions_are_answered_by_the_description_bank_without_motion(full_parser, text, structure):
+    intent = full_parser.parse(text)
+    assert (intent.kind, intent.structure) == (K.WHERE, structure), intent.describe()
+    assert intent.method == "embedding" and not intent.moves
+
+
+@pytest.mark.parametrize("text", ["what a nice day outside", "I think we should order lunch",
+                                  "is the patient comfortable", "turn the music down"])
+def test_off_topic_talk_is_not_understood_with_the_encoder_either(full_parser, text):
+    intent = full_parser.parse(text)
+    assert intent.kind == K.NOT_UNDERSTOOD and not intent.acts, intent.describe()
