@@ -46,6 +46,7 @@ class FluoroSAMConfig:
     text_hidden_dim: int = 512
     num_codes: int = 1024
     decoder_mlp_dim: int = 2048
+    text_token_scale: float = 16.0   # see TextPromptEncoder: the text token must be as loud as the others
 
 
 CONFIGS = {
@@ -67,7 +68,8 @@ def _build(config: FluoroSAMConfig, sentence_encoder: SentenceEncoder | None, pr
         raise ValueError(f"unknown image encoder {config.image_encoder!r}")
     grid = config.image_size // 16
     text = TextPromptEncoder(sentence_encoder, embed_dim=config.embed_dim, input_dim=config.text_input_dim,
-                             hidden_dim=config.text_hidden_dim, num_codes=config.num_codes)
+                             hidden_dim=config.text_hidden_dim, num_codes=config.num_codes,
+                             token_scale=config.text_token_scale)
     prompt = PromptEncoder(config.embed_dim, (grid, grid), (config.image_size, config.image_size))
     decoder = MaskDecoderConfig(transformer_dim=config.embed_dim, mlp_dim=config.decoder_mlp_dim).build()
     return FluoroSAM(image_encoder, text, prompt, decoder, Preprocessor(config.image_size))

@@ -177,8 +177,11 @@ class TextPromptEncoder(nn.Module):
 
     def __init__(self, sentence_encoder: SentenceEncoder | None, embed_dim: int = 256,
                  input_dim: int = MINILM_DIM, hidden_dim: int = 512, num_codes: int = 1024,
-                 commitment_weight: float = 1.0) -> None:
+                 commitment_weight: float = 1.0, token_scale: float = 1.0) -> None:
         super().__init__()
+        # The decoder's other tokens (points, mask and IoU tokens) have norms of ~16; a code
+        # near the MLP's output has ~0.5, and a token 30x smaller is simply ignored.
+        self.token_scale = float(token_scale)
         # Plain attribute on purpose (see module docstring): never a registered submodule.
         object.__setattr__(self, "sentence_encoder", sentence_encoder)
         if isinstance(sentence_encoder, nn.Module):
@@ -223,5 +226,5 @@ class TextPromptEncoder(nn.Module):
         if texts is not None:
             embeddings = self.embed_texts(texts)
         vq = self.vq(self.project(embeddings))
-        return TextTokens(tokens=vq.quantized.unsqueeze(1), vq_loss=vq.loss, indices=vq.indices,
+        return TextTokens(tokens=self.token_scale * vq.quantized.unsqueeze(1), vq_loss=vq.loss, indices=vq.indices,
                           perplexity=vq.perplexity)

@@ -59,6 +59,7 @@ class TrainConfig:
     init_from: str | None = None         # start from these model weights (fresh optimizer and schedule)
     freeze_image_encoder: bool = False   # fine-tune the prompt path and decoder only
     reseed_dead_codes: bool = True       # move unused VQ codes onto this step's text embeddings
+    text_token_scale: float | None = None  # None: the registry's
     reinit_text_path: bool = False       # fresh text MLP and codebook (e.g. after a collapsed codebook)
     log_every: int = 10
     augment: bool = True
@@ -94,7 +95,9 @@ class Trainer:
         self.config = config
         self.rank, self.world_size, self.device = distributed_context()
         self._seed_everything(config.seed + self.rank)
-        overrides = {"image_size": config.image_size} if config.image_size else None
+        overrides = {"image_size": config.image_size} if config.image_size else {}
+        if config.text_token_scale is not None:
+            overrides["text_token_scale"] = config.text_token_scale
         self.module = (model or build_model(config.model, overrides=overrides)).to(self.device)
         if config.init_from:
             load_checkpoint(self.module, config.init_from, expected_name=config.model)
@@ -355,6 +358,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--init-from", default=None, help="start from these model weights (new optimizer)")
     parser.add_argument("--freeze-image-encoder", action="store_true", help="train the prompt path and decoder only")
     parser.add_argument("--reinit-text-path", action="store_true", help="fresh text MLP and codebook")
+    parser.add_argument("--text-token-scale", type=float, default=None, help="multiplier of the text token")
     parser.add_argument("--no-resume", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -362,7 +366,7 @@ def main(argv: list[str] | None = None) -> int:
                      images_per_step=args.images_per_step, prompts_per_image=args.prompts_per_image, lr=args.lr,
                      seed=args.seed, resume=not args.no_resume, stop_at_step=args.stop_at,
                      init_from=args.init_from, freeze_image_encoder=args.freeze_image_encoder,
-                     reinit_text_path=args.reinit_text_path)
+                     reinit_text_path=args.reinit_text_path, text_token_scale=args.text_token_scale)
     metrics = Trainer(config).fit()
     log.info("finished at step %s: %s", metrics.get("step"), {k: round(v, 4) for k, v in metrics.items()})
     if dist.is_initialized():
