@@ -157,7 +157,9 @@ def _node_spec(body: dict, context: _Context) -> ProcessSpec:
                 raise LaunchError(f"{context.path}: parameter file not found: {file}")
             command += ["--params-file", str(file)]
         else:
-            command += ["-p", f"{parameter['name']}:={context.substitute(parameter['value'])}"]
+            value = context.substitute(parameter['value'])
+            # rcl cannot parse `name:=` (an empty value); YAML's '' is the empty string.
+            command += ["-p", f"{parameter['name']}:={value if value != '' else chr(39) * 2}"]
     for remap in body.get("remap", []):
         command += ["-r", f"{context.substitute(remap['from'])}:={context.substitute(remap['to'])}"]
     command += shlex.split(context.substitute(body.get("ros_args", "")))

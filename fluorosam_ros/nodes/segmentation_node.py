@@ -36,6 +36,7 @@ class FrameEntry:
     header: Header
     pixels: np.ndarray          # (H, W) float32 display values, bone bright
     state: CArmStateMsg | None = None
+    cacheable: bool = True      # frames from /carm/image; a request's own image is always embedded
 
 
 def display_from_image(pixels: np.ndarray) -> np.ndarray:
@@ -134,8 +135,8 @@ class SegmentationNode(Node):
                 self._ensure_embedding(self._latest)
 
     def _ensure_embedding(self, entry: FrameEntry) -> None:
-        stamp = (entry.header.stamp.sec, entry.header.stamp.nanosec)
-        if self._embedded_stamp == stamp and self.predictor.is_image_set:
+        stamp = (entry.header.stamp.sec, entry.header.stamp.nanosec) if entry.cacheable else None
+        if stamp is not None and self._embedded_stamp == stamp and self.predictor.is_image_set:
             return
         self.predictor.set_image(entry.pixels, exposed_mask(entry.state, entry.pixels.shape))
         self._embedded_stamp = stamp
@@ -167,7 +168,7 @@ class SegmentationNode(Node):
                 raise ValueError("no frame received on /carm/image yet")
             return self._latest
         pixels = display_from_image(image_from_msg(request.image))
-        return FrameEntry(request.image.header, pixels, self._state_for(request.image.header))
+        return FrameEntry(request.image.header, pixels, self._state_for(request.image.header), cacheable=False)
 
     def _result_msg(self, entry: FrameEntry, text: str, prediction: Prediction) -> Segmentation:
         mask = prediction.best_mask if not prediction.absent else np.zeros(entry.pixels.shape, dtype=bool)
