@@ -82,8 +82,8 @@ def main() -> int:
     frames = rendered_frames(args.size, args.frames)
 
     ours = FluoroSAMPredictor(build_model("fluorosam_cpu_small", args.checkpoint or bundled_checkpoint()))
-    ours.predict_text = lambda i: ours.predict(text=PROMPTS[i % len(PROMPTS)])
-    ours_result = time_model("fluorosam_cpu_small (text prompt)", frames, ours.set_image, ours.predict_text)
+    ours_result = time_model("fluorosam_cpu_small (text prompt)", frames, ours.set_image,
+                             lambda i: ours.predict(text=PROMPTS[i % len(PROMPTS)]))
 
     peer = load_litemedsam()
     size = args.size

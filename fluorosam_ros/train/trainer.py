@@ -176,12 +176,13 @@ class Trainer:
         texts = sorted(set(self._step_texts))
         reseeded = 0
         if self.config.reseed_dead_codes and texts and text_encoder.sentence_encoder is not None and self.rank == 0:
-            z = text_encoder.project(text_encoder.embed_texts(texts))
             if self.step == 1 and (not self.config.init_from or self.config.reinit_text_path):
                 # A fresh codebook sits far from the MLP's first outputs (one code would take every
                 # prompt): place every code on real text embeddings instead.
                 text_encoder.vq.usage.zero_()
-            reseeded = text_encoder.vq.reseed_dead_codes(z, generator=self._reseed_generator)
+            if text_encoder.vq.dead_codes().numel():  # most steps have none: skip the projection
+                z = text_encoder.project(text_encoder.embed_texts(texts))
+                reseeded = text_encoder.vq.reseed_dead_codes(z, generator=self._reseed_generator)
         if self.world_size > 1:  # rank 0's codebook and usage are the truth for every replica
             dist.broadcast(text_encoder.vq.codebook.weight.data, src=0)
             dist.broadcast(text_encoder.vq.usage, src=0)
