@@ -12,7 +12,7 @@ from .collimation import CollimationPlan, collimate_structure
 from .config import PlannerConfig
 from .safety import PlanningInputError, binary_mask, checked_pose, finite_array
 from .structure import LocalisedStructure
-from .views import MoveResult, ViewSolution, named_view, solve_view
+from .views import MoveResult, NamedView, ViewSolution, named_view, solve_view
 
 
 @dataclass(frozen=True)
@@ -30,11 +30,11 @@ class ViewPlan:
         return self.solution.reasons + ((self.collimation.message,) if self.collimation.message else ())
 
 
-def plan_view(structure: LocalisedStructure, view: str, current: CArmState, config: PlannerConfig | None = None,
-              angle_deg: float | None = None) -> ViewPlan:
+def plan_view(structure: LocalisedStructure, view: str | NamedView, current: CArmState,
+              config: PlannerConfig | None = None, angle_deg: float | None = None) -> ViewPlan:
     """Pose (within limits) and collimation that show `structure` in `view` from `current`."""
     config = config or PlannerConfig()
-    requested = named_view(view, structure, config.views, angle_deg)
+    requested = view if isinstance(view, NamedView) else named_view(view, structure, config.views, angle_deg)
     solution = solve_view(structure, requested, current.geometry, current.pose, config.views)
     state = CArmState(current.config, solution.pose)
     collimation = collimate_structure(structure, state, config.collimation)

@@ -106,20 +106,28 @@ class TwinPrior:
         """(voxel centres of `name` on a grid strided to about `point_spacing_mm`, twin frame mm;
         the achieved spacing). Cached per structure."""
         if name not in self._points:
-            label = self.patient.label_of(name)
+            wanted = [self.patient.label_of(member) for member in self.members_of(name)]
             spacing = self.patient.spacing_mm
             stride = np.maximum(1, np.round(self.point_spacing_mm / spacing)).astype(int)
             offset = stride // 2  # sample block centres, not block corners
             labels = self.patient.labels[offset[0]::stride[0], offset[1]::stride[1], offset[2]::stride[2]]
-            indices = np.argwhere(labels == label) * stride + offset
+            indices = np.argwhere(np.isin(labels, wanted)) * stride + offset
             if len(indices) < MIN_POINTS:
                 stride = np.ones(3, dtype=int)
-                indices = np.argwhere(self.patient.labels == label)
+                indices = np.argwhere(np.isin(self.patient.labels, wanted))
             if len(indices) == 0:
                 raise PatientError(f"structure {name!r} has no voxels in the twin")
             points = apply(self.patient.world_from_voxel, indices.astype(float))
             self._points[name] = (points, float(np.cbrt(np.prod(stride * spacing))))
         return self._points[name]
+
+    def members_of(self, name: str) -> tuple[str, ...]:
+        """The twin's label names behind `name` (a label itself, or a vocabulary group)."""
+        if name in self.patient.structure_names.values():
+            return (name,)
+        from .anatomy import resolve_target  # the vocabulary loads lazily
+
+        return resolve_target(name, self.patient.structure_names.values()).members
 
     def structure_points_world(self, name: str) -> np.ndarray:
         return apply(self.world_from_twin, self.structure_points_twin(name)[0])

@@ -1,0 +1,344 @@
+"""The AcquireView loop: segment -> localise -> plan -> move -> acquire -> re-segment -> refine.
+
+Plain Python: the C-arm and the segmenter are ports (small protocols), so the same loop runs
+over ROS in `planner_node` (action and service clients), in-process in `fluorosam
+evaluate-control` (our renderer and the predictor), and in unit tests (analytic scenes).
+
+Every target pose passes through `plan_view`/`recentre`, which only return poses that passed
+`CArmGeometry.validate`; the loop never commands anything else.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field, replace
+from typing import Callable, Protocol
+
+import numpy as np
+
+from ..geometry.carm import CArmState
+from ..twin.patient import PatientError
+from .collimation import check_coverage
+from .anatomy import Target, UnknownStructure, resolve_target
+from .config import PlannerConfig
+from .localisation import localise_fused, localise_image_only, localise_twin
+from .plan import ViewPlan, mask_centring, plan_view
+from .safety import PlanningInputError
+from .structure import LocalisedStructure
+from .twin_prior import TwinPrior
+from .views import NamedView, pivot_from_mask, propose_second_view
+from .visual_hull import LocalisationError, PosedMask, reproject_points
+
+log = logging.getLogger(__name__)
+
+STAGES = ("segment", "localise", "plan", "move", "acquire", "refine")
+
+
+@dataclass
+class Frame:
+    """An acquired image and the C-arm state it was taken at."""
+
+    image: np.ndarray
+    state: CArmState
+    stamp: float = 0.0
+
+
+class CArmPort(Protocol):
+    def latest_frame(self) -> Frame | None:
+        """The newest frame with its state, or None."""
+
+    def acquire(self) -> Frame | None:
+        """Take a frame at the current pose."""
+
+    def move(self, target: CArmState, acquire: bool = True) -> Frame | None:
+        """Move to `target` (pose and collimation); with `acquire`, return the new frame.
+        Raise `AcquisitionError` when the C-arm refuses, fails or is unreachable."""
+
+
+class SegmenterPort(Protocol):
+    def segment(self, frame: Frame, target: Target) -> np.ndarray | None:
+        """The target's mask in `frame` (bool, the image's shape), or None when absent."""
+
+
+class AcquisitionError(RuntimeError):
+    """A stage failed; `reason` is the AcquireView result's failure_reason."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class AcquireRequest:
+    structure: str
+    view: str = ""                  # "" = keep the current beam direction
+    margin_mm: float = 0.0          # <= 0: the config's collimation margin
+    angle_deg: float = math.nan     # an angle given apart from the view name (NaN = none)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.structure, str) or not self.structure.strip():
+            raise PlanningInputError("a structure name is required")
+        if not math.isfinite(self.margin_mm):
+            raise PlanningInputError("margin_mm must be finite")
+
+
+@dataclass
+class AcquireOutcome:
+    success: bool
+    message: str
+    failure_reason: str = ""
+    final_state: CArmState | None = None
+    structure: LocalisedStructure | None = None
+    plan: ViewPlan | None = None
+    final_mask: np.ndarray | None = None
+    final_frame: Frame | None = None
+    centring_error_px: float = math.nan
+    centring_fraction: float = math.nan
+    coverage: float = math.nan
+    collimated_area_fraction: float = math.nan
+    view_angle_error_deg: float = math.nan
+    acquisitions: int = 0
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        if not self.success:
+            return f"failed ({self.failure_reason}): {self.message}"
+        return (f"centring {100 * self.centring_fraction:.1f}% of the width ({self.centring_error_px:.1f} px), "
+                f"coverage {100 * self.coverage:.1f}%, collimated area {100 * self.collimated_area_fraction:.0f}%, "
+                f"view angle error {self.view_angle_error_deg:.1f} deg, {self.acquisitions} acquisition(s)")
+
+
+def twin_view_frame(structure: LocalisedStructure, state: CArmState, closing_px: int = 2) -> np.ndarray:
+    """The localised structure projected into `state`'s image (no collimation): the target mask
+    that the collimated image can no longer show in full."""
+    return reproject_points(structure.points_world, state.camera(), closing_px)
+
+
+def keep_direction(state: CArmState) -> NamedView:
+    """The view of a request that names none: the current beam direction."""
+    return NamedView("current", state.geometry.principal_ray_world(state.pose), 0.0, False, "",
+                     "the current beam direction", False)
+
+
+class ViewAcquisition:
+    """Runs AcquireView requests against a C-arm and a segmenter. Keeps, across requests, the
+    twin's corrected registration (fused mode) so that later requests start from it."""
+
+    def __init__(self, carm: CArmPort, segmenter: SegmenterPort, config: PlannerConfig | None = None,
+                 prior: TwinPrior | None = None) -> None:
+        self.carm = carm
+        self.segmenter = segmenter
+        self.config = config or PlannerConfig()
+        self.prior = prior
+        if self.config.localisation_mode in ("twin", "fused") and prior is None:
+            raise PlanningInputError(f"localisation mode {self.config.localisation_mode!r} needs the twin prior")
+
+    def resolve(self, structure: str) -> Target:
+        if self.prior is not None:
+            return resolve_target(structure, self.prior.patient.structure_names.values())
+        return Target(structure, structure.replace("_", " "), (structure,))
+
+    # ---- the loop ------------------------------------------------------------------------
+    def run(self, request: AcquireRequest, feedback: Callable[[str, str], None] | None = None,
+            cancelled: Callable[[], bool] | None = None) -> AcquireOutcome:
+        try:
+            loop = _Loop(self, request, feedback or (lambda stage, detail: None), cancelled or (lambda: False))
+            return loop.execute()
+        except AcquisitionError as error:
+            log.warning("AcquireView %s failed (%s): %s", request.structure, error.reason, error)
+            return loop.outcome(False, str(error), error.reason)
+        except UnknownStructure as error:
+            return _Loop.failed(str(error), "unknown_structure")
+        except PatientError as error:  # a known structure outside the twin's CT
+            return _Loop.failed(str(error), "not_in_twin")
+        except (PlanningInputError, LocalisationError) as error:
+            log.warning("AcquireView %s failed: %s", request.structure, error)
+            return loop.outcome(False, str(error), "invalid" if isinstance(error, PlanningInputError) else "not_localised")
+
+
+class _Loop:
+    """One request's state (the frames and masks seen so far)."""
+
+    def __init__(self, owner: ViewAcquisition, request: AcquireRequest, feedback, cancelled) -> None:
+        self.owner, self.request, self.feedback, self.cancelled = owner, request, feedback, cancelled
+        self.config = owner.config
+        self.views: list[PosedMask] = []
+        self.acquisitions = 0
+        self.seconds: dict[str, float] = {}
+        self.structure: LocalisedStructure | None = None
+        self.plan: ViewPlan | None = None
+        self.final: tuple[Frame, np.ndarray | None] | None = None
+        self.measure: dict[str, float] = {}
+        self.target = owner.resolve(request.structure)
+
+    def stage(self, name: str, detail: str = "") -> None:
+        if self.cancelled():
+            raise AcquisitionError("canceled", f"canceled before {name}")
+        self.feedback(name, detail)
+
+    def timed(self, name: str, function, *args):
+        started = time.perf_counter()
+        try:
+            return function(*args)
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - started
+
+    # ---- stages --------------------------------------------------------------------------
+    def current_frame(self) -> Frame:
+        frame = self.owner.carm.latest_frame()
+        if frame is not None:
+            return frame
+        self.stage("acquire", "no frame yet: acquiring one")
+        frame = self.timed("move", self.owner.carm.acquire)
+        if frame is None:
+            raise AcquisitionError("no_frame", "no image from the C-arm to start from")
+        self.acquisitions += 1
+        return frame
+
+    def segment(self, frame: Frame) -> np.ndarray | None:
+        self.stage("segment", f"'{self.target.prompt}'")
+        mask = self.timed("segment", self.owner.segmenter.segment, frame, self.target)
+        if mask is None:
+            return None
+        mask = np.asarray(mask, dtype=bool)
+        if mask.shape != frame.image.shape[:2]:
+            raise AcquisitionError("segmentation_failed", f"the mask's shape {mask.shape} is not the image's "
+                                                          f"{frame.image.shape[:2]}")
+        if not mask.any():
+            return None
+        self.views.append(PosedMask.from_state(mask, frame.state))
+        return mask
+
+    def move(self, target: CArmState, stage: str = "move") -> Frame:
+        self.stage(stage, f"alpha {target.pose.alpha_deg:.1f} deg, beta {target.pose.beta_deg:.1f} deg")
+        frame = self.timed("move", self.owner.carm.move, target, True)
+        if frame is None:
+            raise AcquisitionError("no_frame", "the C-arm moved but no image arrived")
+        self.acquisitions += 1
+        return frame
+
+    def localise(self, first: Frame, mask: np.ndarray | None) -> LocalisedStructure:
+        mode, name = self.config.localisation_mode, self.request.structure
+        self.stage("localise", mode)
+        prior = self.owner.prior
+        if mode == "twin" or (mode == "fused" and mask is None):
+            # fused without a mask (the structure is outside this field): go by the twin, and
+            # let the refinement step correct it from the next image
+            return self.timed("localise", localise_twin, prior, name, 0.5 if mode == "twin" else 0.3)
+        if mode == "fused":
+            structure, result = self.timed("localise", localise_fused, prior, name, list(self.views),
+                                           self.config.registration)
+            self.owner.prior = prior.with_registration(result.world_from_twin)
+            return structure
+        if mask is None:
+            raise AcquisitionError("not_found", f"'{name}' is not in the current image (image-only "
+                                               "localisation cannot search outside the field)")
+        if len(self.views) < 2:
+            self.second_view(first, mask)
+        return self.timed("localise", localise_image_only, name, list(self.views), self.config.hull)
+
+    def second_view(self, first: Frame, mask: np.ndarray) -> None:
+        geometry = first.state.geometry
+        pivot = pivot_from_mask(mask, first.state.camera(), geometry, first.state.pose)
+        second = propose_second_view(first.state.pose, geometry, pivot, self.config.views.second_view_offset_deg)
+        frame = self.move(CArmState(first.state.config, second.pose), "acquire")
+        if self.segment(frame) is None:
+            raise AcquisitionError("not_found", f"'{self.request.structure}' is not in the second view")
+
+    def plan_for(self, structure: LocalisedStructure, current: CArmState) -> ViewPlan:
+        self.stage("plan", f"view '{self.request.view or 'current'}'")
+        config = self.config
+        if self.request.margin_mm > 0:
+            config = replace(config, collimation=replace(config.collimation, margin_mm=self.request.margin_mm))
+        angle = None if math.isnan(self.request.angle_deg) else self.request.angle_deg
+        view = self.request.view or keep_direction(current)
+        plan = self.timed("plan", plan_view, structure, view, current, config, angle)
+        if not plan.feasible:
+            residual = ", ".join(f"{k} {v:.2f}" for k, v in plan.solution.residual.items())
+            raise AcquisitionError("infeasible", "; ".join(plan.reasons) + f" (residual: {residual})")
+        return plan
+
+    def measure_final(self, frame: Frame, mask: np.ndarray | None) -> None:
+        state = frame.state
+        collimation = state.collimation
+        self.measure["collimated_area_fraction"] = collimation.area_fraction(
+            state.config.sensor_width_px, state.config.sensor_height_px)
+        self.measure["view_angle_error_deg"] = self.plan.solution.angle_error_deg
+        if mask is None:
+            return
+        offset, fraction = mask_centring(mask, state)
+        self.measure["centring_error_px"] = float(np.hypot(*offset))
+        self.measure["centring_fraction"] = fraction
+        # the collimated image cuts the target: judge coverage on the localised structure's
+        # projection, and edge contact on what the model still sees
+        target = twin_view_frame(self.structure, state)
+        check = check_coverage(target, collimation, self.config.collimation, collimated_mask=mask)
+        self.measure["coverage"] = check.coverage
+        self.measure["coverage_message"] = check.message
+
+    def execute(self) -> AcquireOutcome:
+        first = self.current_frame()
+        mask = self.segment(first)
+        if mask is None and self.config.localisation_mode == "image":
+            raise AcquisitionError("not_found", f"'{self.request.structure}' is not in the current image")
+        self.structure = self.localise(first, mask)
+        self.plan = self.plan_for(self.structure, first.state)
+        frame = self.move(self.plan.target_state)
+        mask = self.segment(frame)
+        if self.needs_refinement(frame, mask):
+            self.refine(frame)
+            frame = self.move(self.plan.target_state, "refine")
+            mask = self.segment(frame)
+        self.final = (frame, mask)
+        self.measure_final(frame, mask)
+        if mask is None:
+            return self.outcome(False, f"'{self.request.structure}' is not visible in the new image", "lost")
+        return self.judge()
+
+    def needs_refinement(self, frame: Frame, mask: np.ndarray | None) -> bool:
+        if mask is None:
+            return self.config.localisation_mode == "fused" and len(self.views) > 0
+        _, fraction = mask_centring(mask, frame.state)
+        return fraction > self.config.views.max_centring_fraction / 2
+
+    def refine(self, frame: Frame) -> None:
+        """Re-localise with every view seen so far, then re-plan from the current pose."""
+        self.stage("refine", f"{len(self.views)} view(s)")
+        mode = self.config.localisation_mode
+        if mode == "fused" and self.views:
+            self.structure, result = self.timed("localise", localise_fused, self.owner.prior,
+                                                self.request.structure, list(self.views), self.config.registration)
+            self.owner.prior = self.owner.prior.with_registration(result.world_from_twin)
+        elif mode == "image" and len(self.views) >= 2:
+            self.structure = self.timed("localise", localise_image_only, self.request.structure,
+                                        list(self.views), self.config.hull)
+        self.plan = self.plan_for(self.structure, frame.state)
+
+    def judge(self) -> AcquireOutcome:
+        views = self.config.views
+        m = self.measure
+        problems = []
+        if m["centring_fraction"] > views.max_centring_fraction:
+            problems.append(f"off-centre by {100 * m['centring_fraction']:.1f}% of the width")
+        if m["coverage"] < self.config.collimation.min_coverage:
+            problems.append(m.get("coverage_message") or f"coverage {100 * m['coverage']:.1f}%")
+        if m["view_angle_error_deg"] > views.max_angle_error_deg:
+            problems.append(f"view angle off by {m['view_angle_error_deg']:.1f} deg")
+        if problems:
+            return self.outcome(False, "; ".join(problems), "off_target")
+        return self.outcome(True, "shown and collimated")
+
+    @staticmethod
+    def failed(message: str, reason: str) -> AcquireOutcome:
+        return AcquireOutcome(False, message, reason)
+
+    def outcome(self, success: bool, message: str, reason: str = "") -> AcquireOutcome:
+        frame, mask = self.final if self.final else (None, None)
+        m = self.measure
+        return AcquireOutcome(
+            success, message, reason, frame.state if frame else None, self.structure, self.plan, mask, frame,
+            m.get("centring_error_px", math.nan), m.get("centring_fraction", math.nan),
+            m.get("coverage", math.nan), m.get("collimated_area_fraction", math.nan),
+            m.get("view_angle_error_deg", math.nan), self.acquisitions, dict(self.seconds))
