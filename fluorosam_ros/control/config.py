@@ -23,7 +23,7 @@ from .views import ViewPlanningConfig
 from .visual_hull import HullConfig
 
 DEFAULT_PATH = Path(__file__).resolve().parents[2] / "config" / "planner.yaml"
-NODE_NAME = "planner"
+NODE_NAME = "planner_node"
 
 
 @dataclass(frozen=True)

@@ -19,12 +19,15 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.time import Time
 from sensor_msgs.msg import Image
+from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
-from fluorosam_ros.action import MoveCArm
+from fluorosam_ros.action import AcquireView, MoveCArm
 from fluorosam_ros.geometry.carm import CArmPose
 from fluorosam_ros.geometry.collimation import Collimation
 from fluorosam_ros.msg import CArmState as CArmStateMsg
+from fluorosam_ros.msg import Intent as IntentMsg
+from fluorosam_ros.msg import PlanEvent
 from fluorosam_ros.srv import Segment
 
 from .common import RELIABLE_QOS, SENSOR_QOS, STATE_QOS
@@ -66,6 +69,11 @@ class CArmCommander(Node):
         self.move_client = ActionClient(self, MoveCArm, "/carm/move")
         self.acquire_client = self.create_client(Trigger, "/carm/acquire")
         self.segment_client = self.create_client(Segment, "/segment")
+        self.view_client = ActionClient(self, AcquireView, "/plan/view")
+        self.text_pub = self.create_publisher(String, "/command/text", RELIABLE_QOS)
+        self.intent_pub = self.create_publisher(IntentMsg, "/command/intent", RELIABLE_QOS)
+        self.events: list[PlanEvent] = []
+        self.create_subscription(PlanEvent, "/plan/events", self.events.append, RELIABLE_QOS)
         self.state: CArmStateMsg | None = None
         self.frame: CArmFrame | None = None
         self._image_states: dict[tuple[int, int], CArmStateMsg] = {}
@@ -166,6 +174,34 @@ class CArmCommander(Node):
         if image is not None:
             request.image = image
         return self._wait_future(self.segment_client.call_async(request), timeout_s)
+
+    def show(self, structure: str, view: str = "", margin_mm: float = 0.0, timeout_s: float = 300.0,
+             cancel_after_s: float | None = None) -> tuple[AcquireView.Result | None, list[str]]:
+        """Send a /plan/view goal and wait: (result or None, the feedback stages seen)."""
+        stages: list[str] = []
+        if not self.view_client.wait_for_server(timeout_sec=min(timeout_s, 60.0)):
+            return None, stages
+        goal = AcquireView.Goal(structure=structure, view=view, margin_mm=float(margin_mm))
+        handle = self._wait_future(self.view_client.send_goal_async(
+            goal, feedback_callback=lambda f: stages.append(f.feedback.stage)), 10.0)
+        if handle is None or not handle.accepted:
+            return None, stages
+        result_future = handle.get_result_async()
+        if cancel_after_s is not None:
+            self._spin_until(lambda: result_future.done(), cancel_after_s)
+            if not result_future.done():
+                self._wait_future(handle.cancel_goal_async(), 5.0)
+        wrapped = self._wait_future(result_future, timeout_s)
+        return (wrapped.result if wrapped is not None else None), stages
+
+    def send_text(self, text: str) -> None:
+        """Type a command (command_node parses it; the planner acts on the intent)."""
+        self.text_pub.publish(String(data=text))
+
+    def wait_for_event(self, after: int, timeout_s: float = 300.0) -> PlanEvent | None:
+        """The first /plan/events message after the first `after` ones."""
+        self._spin_until(lambda: len(self.events) > after, timeout_s)
+        return self.events[after] if len(self.events) > after else None
 
     def wait_for_frame(self, newer_than: Time | None = None, timeout_s: float = 15.0) -> CArmFrame | None:
         """The newest frame stamped after `newer_than` (asks for one if none arrives in time)."""

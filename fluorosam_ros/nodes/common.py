@@ -41,8 +41,14 @@ def declare(node: Node, name: str, default: Any, description: str = "") -> Any:
     """Declare a typed parameter (the type comes from the default) and return its value."""
     from rcl_interfaces.msg import ParameterDescriptor
 
-    value = node.declare_parameter(name, default, ParameterDescriptor(description=description)).value
-    return value
+    if isinstance(default, float):
+        # "time_scale:=10" arrives as an integer: accept it for a float parameter
+        value = node.declare_parameter(name, default, ParameterDescriptor(description=description,
+                                                                          dynamic_typing=True)).value
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"parameter {name!r} must be a number, got {value!r}")
+        return float(value)
+    return node.declare_parameter(name, default, ParameterDescriptor(description=description)).value
 
 
 def _interrupt(*_args) -> None:

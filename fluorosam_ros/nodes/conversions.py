@@ -9,7 +9,7 @@ from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 
 from fluorosam_ros.geometry.camera import CameraProjection
-from fluorosam_ros.geometry.carm import CArmPose, CArmState
+from fluorosam_ros.geometry.carm import CArmConfig, CArmPose, CArmState
 from fluorosam_ros.geometry.collimation import Collimation
 from fluorosam_ros.msg import CArmState as CArmStateMsg
 from fluorosam_ros.msg import Collimation as CollimationMsg
@@ -112,3 +112,46 @@ def camera_info_msg(camera: CameraProjection, header: Header) -> CameraInfo:
 
 def finite(*values: float) -> bool:
     return all(math.isfinite(float(v)) for v in values)
+
+
+def carm_config_from_msg(msg: CArmStateMsg, isocenter_min_mm, isocenter_max_mm,
+                         gamma_deg: float = 0.0, horizontal_offset_mm: float = 0.0) -> CArmConfig:
+    """The device geometry a CArmState message describes (supine set-up). Whether the driver
+    mirrors columns is not a field: it is read off the message's index_from_world, and a
+    message that neither convention reproduces is refused (its projection is not ours)."""
+    values = [msg.source_to_detector_distance_mm, msg.source_to_isocenter_distance_mm, msg.pixel_size_mm,
+              msg.min_alpha_deg, msg.max_alpha_deg, msg.min_beta_deg, msg.max_beta_deg, msg.alpha_deg,
+              msg.beta_deg, *msg.isocenter_mm, *msg.index_from_world]
+    if not finite(*values):
+        raise MessageError("CArmState contains NaN or inf")
+    if msg.sensor_width_px == 0 or msg.sensor_height_px == 0:
+        raise MessageError("CArmState has an empty sensor")
+    reported = np.asarray(msg.index_from_world, dtype=float).reshape(3, 4)
+    pose = CArmPose(tuple(float(v) for v in msg.isocenter_mm), float(msg.alpha_deg), float(msg.beta_deg))
+    for mirror in (True, False):
+        try:
+            config = CArmConfig.for_supine_patient(
+                source_to_detector_distance_mm=float(msg.source_to_detector_distance_mm),
+                source_to_isocenter_distance_mm=float(msg.source_to_isocenter_distance_mm),
+                source_to_isocenter_horizontal_offset_mm=float(horizontal_offset_mm),
+                sensor_width_px=int(msg.sensor_width_px), sensor_height_px=int(msg.sensor_height_px),
+                pixel_size_mm=float(msg.pixel_size_mm), min_alpha_deg=float(msg.min_alpha_deg),
+                max_alpha_deg=float(msg.max_alpha_deg), min_beta_deg=float(msg.min_beta_deg),
+                max_beta_deg=float(msg.max_beta_deg), gamma_deg=float(gamma_deg), mirror_columns=mirror,
+                isocenter_min_mm=tuple(float(v) for v in isocenter_min_mm),
+                isocenter_max_mm=tuple(float(v) for v in isocenter_max_mm))
+        except ValueError as error:
+            raise MessageError(f"CArmState describes an invalid device: {error}") from error
+        ours = CArmState(config, pose).camera().index_from_world
+        if np.allclose(ours / np.linalg.norm(ours), reported / max(np.linalg.norm(reported), 1e-12), atol=1e-6):
+            return config
+    raise MessageError("the CArmState's index_from_world matches neither column convention of our "
+                       "geometry (check gamma_deg and the driver's projection)")
+
+
+def carm_state_from_msg(msg: CArmStateMsg, config: CArmConfig) -> CArmState:
+    """A message's pose and collimation on a known device; raises MessageError on NaN/inf."""
+    if not finite(*msg.isocenter_mm, msg.alpha_deg, msg.beta_deg):
+        raise MessageError("CArmState pose contains NaN or inf")
+    pose = CArmPose(tuple(float(v) for v in msg.isocenter_mm), float(msg.alpha_deg), float(msg.beta_deg))
+    return CArmState(config, pose, collimation_from_msg(msg.collimation))
