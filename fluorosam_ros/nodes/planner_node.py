@@ -264,6 +264,12 @@ class PlannerNode(Node):
 
     # ---- /command/intent -----------------------------------------------------------------
     def _on_intent(self, msg: IntentMsg) -> None:
+        try:
+            self._dispatch_intent(msg)
+        except Exception as error:  # a bad message or a bug must not take the node down
+            self.get_logger().error(f"intent {msg.kind!r} could not be handled: {error!r}")
+
+    def _dispatch_intent(self, msg: IntentMsg) -> None:
         if msg.kind == IntentMsg.STOP:
             self.stop_motion(f"stop: {msg.source_text!r}")
             self._publish_simple(msg, True, "", "stopped: the running request and the C-arm's move are canceled")
@@ -365,7 +371,10 @@ class PlannerNode(Node):
 
     # ---- events --------------------------------------------------------------------------
     def _publish_simple(self, msg: IntentMsg, success: bool, reason: str, message: str) -> None:
-        (self.get_logger().info if success else self.get_logger().warning)(message)
+        if success:
+            self.get_logger().info(message)
+        else:
+            self.get_logger().warning(message)
         self._publish_event(msg.kind, msg.structure, msg.view, msg.source_text,
                             AcquireOutcome(success, message, reason), 0.0)
 
