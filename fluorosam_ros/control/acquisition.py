@@ -257,8 +257,19 @@ class _Loop:
         plan = self.timed("plan", plan_view, structure, view, current, config, angle)
         if not plan.feasible:
             residual = ", ".join(f"{k} {v:.2f}" for k, v in plan.solution.residual.items())
-            raise AcquisitionError("infeasible", "; ".join(plan.reasons) + f" (residual: {residual})")
+            message = "; ".join(plan.reasons) + f" (residual: {residual})"
+            if not self.only_too_large(plan):
+                raise AcquisitionError("infeasible", message)
+            # the right direction, centred, but the structure outgrows the field (a whole
+            # spine): show as much as fits; the result reports the coverage shortfall
+            self.feedback("plan", f"larger than the field, showing its centre: {message}")
+            log.info("AcquireView %s: %s", self.target.name, message)
         return plan
+
+    def only_too_large(self, plan: ViewPlan) -> bool:
+        solution, views = plan.solution, self.config.views
+        return (solution.angle_error_deg <= views.max_angle_error_deg
+                and solution.centring_error_fraction <= views.max_centring_fraction)
 
     def measure_final(self, frame: Frame, mask: np.ndarray | None) -> None:
         state = frame.state
