@@ -16,15 +16,25 @@ def _demo(args: list[str]) -> int:
 
 
 def _launch(args: list[str]) -> int:
-    from fluorosam_ros.launch_runner import LaunchError, Launcher, load_launch_file, parse_launch_arguments
+    from fluorosam_ros.launch_runner import (
+        LaunchError,
+        Launcher,
+        apply_overrides,
+        load_launch_file,
+        parse_launch_arguments,
+        split_ros_args,
+    )
 
     parser = argparse.ArgumentParser(prog="fluorosam launch",
-                                     description="Run a ROS 2 YAML launch file (each node a real process).")
+                                     description="Run a ROS 2 YAML launch file (each node a real process). "
+                                                 "Parameter overrides: --ros-args -p [node:]name:=value ...")
     parser.add_argument("file", type=Path)
-    parser.add_argument("arguments", nargs="*", help="launch arguments, name:=value")
+    parser.add_argument("arguments", nargs=argparse.REMAINDER, help="launch arguments, name:=value")
     parsed = parser.parse_args(args)
     try:
-        specs = load_launch_file(parsed.file, parse_launch_arguments(parsed.arguments))
+        launch_arguments, overrides = split_ros_args(parsed.arguments)
+        specs = load_launch_file(parsed.file, parse_launch_arguments(launch_arguments))
+        apply_overrides(specs, overrides)
     except LaunchError as error:
         print(f"fluorosam launch: {error}", file=sys.stderr)
         return 2

@@ -278,6 +278,36 @@ class Launcher:
                     process.wait()
 
 
+def split_ros_args(tokens: list[str]) -> tuple[list[str], list[tuple[str | None, str]]]:
+    """(launch arguments, parameter overrides) from `a:=1 --ros-args -p node:name:=v -p name:=v`:
+    an override names one node (`node:name:=value`) or every node (`name:=value`), and wins over
+    the launch file's parameter files and values, as on a ROS 2 command line."""
+    if "--ros-args" not in tokens:
+        return tokens, []
+    cut = tokens.index("--ros-args")
+    overrides: list[tuple[str | None, str]] = []
+    rest = tokens[cut + 1:]
+    for flag, value in zip(rest[::2], rest[1::2] + [None] * (len(rest) % 2)):
+        if flag != "-p" or value is None or ":=" not in value:
+            raise LaunchError(f"after --ros-args only '-p [node:]name:=value' is understood, got {flag!r} {value!r}")
+        colon = value.index(":")
+        if value.startswith(":=", colon):
+            overrides.append((None, value))
+        else:
+            overrides.append((value[:colon], value[colon + 1:]))
+    return tokens[:cut], overrides
+
+
+def apply_overrides(specs: list[ProcessSpec], overrides: list[tuple[str | None, str]]) -> None:
+    names = {spec.name for spec in specs}
+    for node, assignment in overrides:
+        if node is not None and node not in names:
+            raise LaunchError(f"-p {node}:{assignment}: no node named {node!r} here; nodes: {sorted(names)}")
+        for spec in specs:
+            if node is None or spec.name == node:
+                spec.command += ["-p", assignment]
+
+
 def parse_launch_arguments(tokens: list[str]) -> dict[str, str]:
     arguments = {}
     for token in tokens:

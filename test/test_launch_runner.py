@@ -74,3 +74,22 @@ def test_launcher_respawns_and_stops(tmp_path):
     assert launcher.processes["short"] is not first
     launcher.stop()
     assert "hi" in (tmp_path / "short.log").read_text()
+
+
+def test_ros_args_overrides_reach_the_named_node_or_every_node():
+    from fluorosam_ros.launch_runner import apply_overrides, split_ros_args
+
+    arguments, overrides = split_ros_args(["image_size_px:=128", "--ros-args", "-p",
+                                           "planner_node:collimation.margin_mm:=15.0", "-p", "frame_id:=map"])
+    assert arguments == ["image_size_px:=128"]
+    assert overrides == [("planner_node", "collimation.margin_mm:=15.0"), (None, "frame_id:=map")]
+    specs = load_launch_file(REPO_ROOT / "launch" / "sim_demo.launch.yaml", {})
+    apply_overrides(specs, overrides)
+    by_name = {spec.name: spec.command for spec in specs}
+    assert by_name["planner_node"][-4:] == ["-p", "collimation.margin_mm:=15.0", "-p", "frame_id:=map"]
+    assert by_name["carm_sim"][-2:] == ["-p", "frame_id:=map"]
+    assert "collimation.margin_mm:=15.0" not in by_name["carm_sim"]
+    with pytest.raises(LaunchError, match="no node named"):
+        apply_overrides(specs, [("nobody", "x:=1")])
+    with pytest.raises(LaunchError, match="only"):
+        split_ros_args(["--ros-args", "-r", "a:=b"])
