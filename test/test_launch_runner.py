@@ -93,3 +93,9 @@ def test_ros_args_overrides_reach_the_named_node_or_every_node():
         apply_overrides(specs, [("nobody", "x:=1")])
     with pytest.raises(LaunchError, match="only"):
         split_ros_args(["--ros-args", "-r", "a:=b"])
+
+
+@pytest.mark.parametrize("launch_file", sorted(p.name for p in (REPO_ROOT / "launch").glob("*.launch.yaml")))
+def test_every_shipped_launch_file_loads(launch_file):
+    specs = load_launch_file(REPO_ROOT / "launch" / launch_file, {})
+    assert specs and all(spec.command[:2] == [sys.executable, "-m"] for spec in specs)
