@@ -38,7 +38,9 @@ def _launch(args: list[str]) -> int:
     except LaunchError as error:
         print(f"fluorosam launch: {error}", file=sys.stderr)
         return 2
-    return Launcher(specs).wait()
+    launcher = Launcher(specs)
+    launcher.start()
+    return launcher.wait()
 
 
 def _render(args: list[str]) -> int:
@@ -284,6 +286,55 @@ def _evaluate_language(args: list[str]) -> int:
     return main(args)
 
 
+def _record(args: list[str]) -> int:
+    from fluorosam_ros.nodes.recorder import main
+
+    return main(args)
+
+
+def _replay(args: list[str]) -> int:
+    from fluorosam_ros.nodes.replayer import main
+
+    return main(args)
+
+
+def _view(args: list[str]) -> int:
+    from fluorosam_ros.launch_runner import PACKAGE_SHARE, LaunchError, Launcher, load_launch_file
+
+    layout = PACKAGE_SHARE / "config" / "foxglove_layout.json"
+    parser = argparse.ArgumentParser(prog="fluorosam view", description="Live view of the running system in "
+                                     "Foxglove: starts the live_view node (a Foxglove WebSocket server) beside "
+                                     "the nodes already running.")
+    parser.add_argument("--port", type=int, default=8765, help="WebSocket port (0: any free port)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0: every interface)")
+    parser.add_argument("--write-layout", type=Path, metavar="PATH", default=None,
+                        help=f"write the Foxglove layout (as shipped in {layout.relative_to(PACKAGE_SHARE)}) and exit")
+    parsed = parser.parse_args(args)
+    if parsed.write_layout is not None:
+        from fluorosam_ros.nodes.live_view import layout_json
+
+        parsed.write_layout.write_text(layout_json())
+        print(f"wrote {parsed.write_layout}")
+        return 0
+    try:
+        specs = load_launch_file(PACKAGE_SHARE / "launch" / "live_view.launch.yaml",
+                                 {"port": str(parsed.port), "host": parsed.host})
+    except LaunchError as error:
+        print(f"fluorosam view: {error}", file=sys.stderr)
+        return 2
+    print(f"Foxglove: Open connection -> Foxglove WebSocket -> ws://{parsed.host}:{parsed.port}\n"
+          f"          Layouts -> Import from file -> {layout}", flush=True)
+    launcher = Launcher(specs)
+    launcher.start()
+    return launcher.wait()
+
+
+def _docs_interfaces(args: list[str]) -> int:
+    from fluorosam_ros.interface_docs import main
+
+    return main(args)
+
+
 COMMANDS = {
     "demo": (_demo, "run the simulated C-arm demo (starts the nodes, writes PNGs)"),
     "launch": (_launch, "run a ROS 2 YAML launch file here"),
@@ -296,6 +347,10 @@ COMMANDS = {
     "evaluate-control": (_evaluate_control, "positioning + collimation end to end, judged by ground truth (table + JSON)"),
     "segment": (_segment, "segment structures in an X-ray file by text prompt; writes overlays"),
     "export-weights": (_export_weights, "strip a training checkpoint to shippable weights"),
+    "view": (_view, "live view in Foxglove (WebSocket server: frames, masks, 3-D C-arm, intent log)"),
+    "docs-interfaces": (_docs_interfaces, "regenerate docs/interfaces.md (messages, topics, parameters)"),
+    "record": (_record, "record ROS topics into an MCAP file (Foxglove, mcap, ros2 bag read it)"),
+    "replay": (_replay, "publish a recorded MCAP file's messages again, as timed"),
 }
 
 

@@ -99,3 +99,29 @@ def test_ros_args_overrides_reach_the_named_node_or_every_node():
 def test_every_shipped_launch_file_loads(launch_file):
     specs = load_launch_file(REPO_ROOT / "launch" / launch_file, {})
     assert specs and all(spec.command[:2] == [sys.executable, "-m"] for spec in specs)
+
+
+@pytest.mark.ros
+@pytest.mark.timeout(120)
+def test_fluorosam_launch_starts_the_nodes_with_overrides_and_stops_on_sigint():
+    import signal
+    import subprocess
+    import time
+
+    process = subprocess.Popen([sys.executable, "-m", "fluorosam_ros.cli", "launch", "launch/carm_sim.launch.yaml",
+                                "image_size_px:=64", "--ros-args", "-p", "carm_sim:sensor_width_px:=1024",
+                                "-p", "carm_sim:sensor_height_px:=1024"],
+                               cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines = []
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        lines.append(line)
+        if "detector 64x64" in line or process.poll() is not None:
+            break
+    process.send_signal(signal.SIGINT)
+    rest, _ = process.communicate(timeout=30)
+    output = "".join(lines) + rest
+    assert "[carm_sim]" in output and "detector 64x64" in output, output[-3000:]
+    assert "3.104 mm" in output  # 1024 px of 0.194 mm binned to 64 (1536 would give 4.656): the override arrived
+    assert process.returncode == 0
