@@ -33,6 +33,7 @@ PACKAGE_SHARE = Path(__file__).resolve().parents[1]  # repository root: config/,
 NODE_MODULES = {
     "carm_sim": "fluorosam_ros.nodes.carm_sim",
     "command_node": "fluorosam_ros.nodes.command_node",
+    "live_view": "fluorosam_ros.nodes.live_view",
     "planner_node": "fluorosam_ros.nodes.planner_node",
     "segmentation_node": "fluorosam_ros.nodes.segmentation_node",
     "training_node": "fluorosam_ros.nodes.training_node",
