@@ -8,6 +8,11 @@ masks. Steps:
      centroid offsets through each view's projection Jacobian), which removes most of a large
      shift cheaply and keeps the optimiser inside the basin;
   2. Powell over the 6 parameters, coarse-to-fine in the blur of both images.
+When every view looks along about the same direction (one view, or views within
+`SINGLE_DIRECTION_DEG` of each other), the translation along that direction is held at the
+prior's: a silhouette constrains depth only through magnification, far too weakly against
+segmentation noise, and the optimiser otherwise wanders along the beam to the bounds (the
+image still matches, the 3-D position does not). That leaves 5 parameters.
 Masks are compared on a reduced grid (`resolution_px`), which is all the alignment needs.
 """
 
@@ -29,10 +34,13 @@ from .visual_hull import PosedMask, dice, reproject_points
 
 log = logging.getLogger(__name__)
 
+SINGLE_DIRECTION_DEG = 10.0  # views closer than this (folded) share one direction: depth is held
+
 
 @dataclass(frozen=True)
 class RegistrationConfig:
     resolution_px: int = 64                      # masks are compared at about this many px per side
+    min_aligned_dice: float = 0.7                # below this after alignment the masks are not trusted
     blur_sigmas_px: tuple[float, ...] = (3.0, 1.5, 0.75)  # coarse-to-fine, in reduced pixels
     max_points: int = 6000                       # per structure, randomly subsampled (seeded)
     max_translation_mm: float = 60.0             # the correction never goes beyond these
@@ -160,6 +168,24 @@ def _centroid_shift(targets: Sequence[_Target], images: Sequence[Sequence[_ViewI
     return shift
 
 
+def observable_translation_axes(views: Sequence[PosedMask]) -> np.ndarray:
+    """Orthonormal rows spanning the translations the views can observe: all three, or, when
+    every beam is within `SINGLE_DIRECTION_DEG` of the first (either sense), the two across it."""
+    if not views:
+        return np.eye(3)
+    rays = np.array([np.asarray(v.camera.principal_ray_world, dtype=float) for v in views])
+    rays /= np.linalg.norm(rays, axis=1, keepdims=True)
+    folded = np.degrees(np.arccos(np.clip(np.abs(rays @ rays[0]), 0.0, 1.0)))
+    if np.any(folded > SINGLE_DIRECTION_DEG):
+        return np.eye(3)
+    signs = np.sign(rays @ rays[0])
+    signs[signs == 0] = 1.0
+    beam = (rays * signs[:, None]).mean(axis=0)
+    beam /= np.linalg.norm(beam)
+    # the two right singular vectors orthogonal to the beam
+    return np.linalg.svd(beam[None, :])[2][1:]
+
+
 def register_to_masks(prior: TwinPrior, observations: Mapping[str, Sequence[PosedMask]],
                       config: RegistrationConfig | None = None) -> RegistrationResult:
     """Correct `prior.world_from_twin` so that its structures' projections match the masks.
@@ -199,25 +225,33 @@ def register_to_masks(prior: TwinPrior, observations: Mapping[str, Sequence[Pose
                                          image.blurred_masks[level]))
         return float(np.mean(values))
 
-    params = np.zeros(6)
+    # the optimiser's parameters: translation along the observable axes (3, or 2 across a
+    # single beam direction) and the rotation vector; `full` maps them to the 6 of `_correction`
+    axes = observable_translation_axes([v for t in targets for v in t.views])
+    k = len(axes)
+
+    def full(reduced: np.ndarray) -> np.ndarray:
+        return np.concatenate([reduced[:k] @ axes, reduced[k:]])
+
+    params = np.zeros(k + 3)
     # 1. translation from the centroids (twice: the linearisation is refined once)
     for _ in range(2):
-        correction = _correction(params, centre, config)
+        correction = _correction(full(params), centre, config)
         moved = [_Target(apply(correction, t.points_world), t.views) for t in targets]
-        params[:3] += _centroid_shift(moved, images, config.blur_sigmas_px[0]) / config.translation_scale_mm
-    if score(params, 0) < score(np.zeros(6), 0):
-        params = np.zeros(6)
+        params[:k] += axes @ _centroid_shift(moved, images, config.blur_sigmas_px[0]) / config.translation_scale_mm
+    if score(full(params), 0) < score(np.zeros(6), 0):
+        params = np.zeros(k + 3)
     # 2. Powell, coarse-to-fine
-    limits = np.array([config.max_translation_mm / config.translation_scale_mm] * 3
+    limits = np.array([config.max_translation_mm / config.translation_scale_mm] * k
                       + [config.max_rotation_deg / config.rotation_scale_deg] * 3)
     params = np.clip(params, -limits, limits)
     for level in range(len(config.blur_sigmas_px)):
-        result = optimize.minimize(lambda p: -score(p, level), params, method="Powell",
+        result = optimize.minimize(lambda p: -score(full(p), level), params, method="Powell",
                                    bounds=list(zip(-limits, limits)),
                                    options={"maxfev": config.max_evaluations_per_level, "xtol": 1e-2, "ftol": 1e-5})
         params = np.asarray(result.x, dtype=float)
 
-    correction = _correction(params, centre, config)
+    correction = _correction(full(params), centre, config)
     spacing = float(np.mean(spacings))
     before, after = [], []
     for target in targets:
@@ -227,7 +261,15 @@ def register_to_masks(prior: TwinPrior, observations: Mapping[str, Sequence[Pose
             after.append(_full_dice(moved, view, spacing))
     improved = float(np.mean(after)) >= float(np.mean(before))
     message = ""
-    if not improved:
+    if improved and float(np.mean(after)) < config.min_aligned_dice:
+        # masks that the twin's structure cannot explain even after alignment (a wrong or
+        # partial segmentation) must not drag the twin away: trust the prior instead
+        improved = False
+        message = (f"the masks do not match the twin's structure (aligned silhouette Dice "
+                   f"{np.mean(after):.3f} < {config.min_aligned_dice:g}); correction rejected")
+        log.warning("twin registration: %s", message)
+        correction, after = np.eye(4), list(before)
+    elif not improved:
         # never make the prior worse than it was: keep the initial registration
         message = (f"alignment did not improve the silhouette Dice ({np.mean(before):.3f} -> "
                    f"{np.mean(after):.3f}); correction rejected")

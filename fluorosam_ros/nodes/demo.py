@@ -257,8 +257,19 @@ def wait_until_up(client: DemoClient) -> None:
         raise RuntimeError("planner_node did not come up")
     if not client.segment_client.wait_for_service(timeout_sec=180):
         raise RuntimeError("segmentation_node did not come up")
-    if not client._spin_until(lambda: client.text_pub.get_subscription_count() > 0, 180):
-        raise RuntimeError("command_node did not come up")
+    # both directions must be matched with the right nodes (the recorder in this process also
+    # subscribes to everything), or the first request or its answer is lost
+    def has(infos, node: str) -> bool:
+        return any(info.node_name == node for info in infos)
+
+    def matched() -> bool:
+        return (has(client.get_subscriptions_info_by_topic("/command/text"), "command_node")
+                and has(client.get_subscriptions_info_by_topic("/command/audio"), "command_node")
+                and has(client.get_publishers_info_by_topic("/command/intent"), "command_node")
+                and has(client.get_publishers_info_by_topic("/plan/events"), "planner_node"))
+
+    if not client._spin_until(matched, 180):
+        raise RuntimeError("command_node or planner_node did not come up")
     client.spin_for(1.0)  # let discovery settle so no early message is lost
 
 

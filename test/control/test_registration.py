@@ -64,3 +64,29 @@ def test_registration_never_makes_the_prior_worse(default_patient, patient_carm,
     with pytest.raises(ValueError, match="empty"):
         register_to_masks(prior, {"kidney_left": [PosedMask(np.zeros_like(spleen_views[0].mask),
                                                             spleen_views[0].camera)]})
+
+
+def test_one_beam_direction_holds_the_depth(default_patient, patient_carm, render_masks, truth_prior):
+    """A single view constrains depth only through magnification: the correction must not move
+    the twin along the beam (it used to wander there to the bounds), only across it."""
+    from fluorosam_ros.control.registration import observable_translation_axes
+    from fluorosam_ros.geometry.transforms import apply
+
+    geometry = CArmGeometry(patient_carm)
+    views = _posed(truth_prior, geometry, patient_carm, render_masks, "vertebrae_L1", view_names=("ap",))
+    ray = np.asarray(views["vertebrae_L1"][0].camera.principal_ray_world)
+    axes = observable_translation_axes(views["vertebrae_L1"])
+    assert axes.shape == (2, 3) and np.allclose(axes @ ray, 0.0, atol=1e-9)
+    assert np.allclose(axes @ axes.T, np.eye(2), atol=1e-9)
+    two = _posed(truth_prior, geometry, patient_carm, render_masks, "vertebrae_L1")["vertebrae_L1"]
+    assert np.allclose(observable_translation_axes(two), np.eye(3))
+
+    prior = TwinPrior.with_injected_error(default_patient, RegistrationErrorConfig(15.0, 5.0, 3), "vertebrae_L1")
+    config = RegistrationConfig(max_points=3000, max_evaluations_per_level=150)
+    result = register_to_masks(prior, {"vertebrae_L1": views["vertebrae_L1"]}, config)
+    centre = prior.localise("vertebrae_L1").centroid_world
+    shift = apply(result.correction, centre) - centre
+    assert abs(float(shift @ ray)) < 1e-6
+    truth = truth_prior.localise("vertebrae_L1").centroid_world
+    across = lambda v: np.linalg.norm(v - (v @ ray) * ray)  # noqa: E731
+    assert across(apply(result.world_from_twin, truth) - truth) < across(apply(prior.world_from_twin, truth) - truth)

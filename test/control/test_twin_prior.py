@@ -1,6 +1,8 @@
 import numpy as np
 import pytest
 
+from fluorosam_ros.control.anatomy import UnknownStructure
+
 from fluorosam_ros.control.safety import PlanningInputError
 from fluorosam_ros.control.twin_prior import (RegistrationErrorConfig, TwinPrior, rigid_difference,
                                               sample_registration_error)
@@ -34,7 +36,11 @@ def test_twin_prior_places_the_labels_under_its_registration(default_patient, tr
     # the error is 15 mm at the structure's centre, where the rotation was applied
     assert np.linalg.norm(moved.centroid_world - truth.centroid_world) == pytest.approx(15.0, abs=0.05)
     np.testing.assert_allclose(moved.centroid_world, apply(wrong.world_from_twin, truth.centroid_world), atol=1e-6)
-    with pytest.raises(KeyError):
+    with pytest.raises(UnknownStructure, match="unknown structure"):
         truth_prior.localise("not_a_structure")
+    # a vocabulary group is the union of its members in the twin
+    lungs = truth_prior.localise("lung_left")
+    upper = truth_prior.localise("lung_upper_lobe_left")
+    assert len(lungs.points_world) > len(upper.points_world)
     with pytest.raises(PlanningInputError):
         TwinPrior(default_patient, np.full((4, 4), np.nan))
