@@ -28,7 +28,7 @@ from .plan import ViewPlan, mask_centring, plan_view
 from .safety import PlanningInputError
 from .structure import LocalisedStructure
 from .twin_prior import TwinPrior
-from .views import NamedView, pivot_from_mask, propose_second_view
+from .views import NamedView, parse_view, pivot_from_mask, propose_second_view
 from .visual_hull import LocalisationError, PosedMask, reproject_points
 
 log = logging.getLogger(__name__)
@@ -58,8 +58,9 @@ class CArmPort(Protocol):
 
 
 class SegmenterPort(Protocol):
-    def segment(self, frame: Frame, target: Target) -> np.ndarray | None:
-        """The target's mask in `frame` (bool, the image's shape), or None when absent."""
+    def segment(self, frame: Frame, target: Target, hint_xy: np.ndarray | None = None) -> np.ndarray | None:
+        """The target's mask in `frame` (bool, the image's shape), or None when absent.
+        `hint_xy`: where the twin expects the target, (col, row) px: a positive click."""
 
 
 class AcquisitionError(RuntimeError):
@@ -82,6 +83,10 @@ class AcquireRequest:
             raise PlanningInputError("a structure name is required")
         if not math.isfinite(self.margin_mm):
             raise PlanningInputError("margin_mm must be finite")
+        if self.view.strip():
+            parse_view(self.view)  # an unknown view is refused before anything moves
+        if not math.isnan(self.angle_deg) and not 0.0 <= self.angle_deg <= 90.0:
+            raise PlanningInputError(f"the view's angle must be within [0, 90] deg, got {self.angle_deg}")
 
 
 @dataclass
@@ -143,11 +148,14 @@ class ViewAcquisition:
     # ---- the loop ------------------------------------------------------------------------
     def run(self, request: AcquireRequest, feedback: Callable[[str, str], None] | None = None,
             cancelled: Callable[[], bool] | None = None) -> AcquireOutcome:
+        loop = None
         try:
             loop = _Loop(self, request, feedback or (lambda stage, detail: None), cancelled or (lambda: False))
             return loop.execute()
         except AcquisitionError as error:
             log.warning("AcquireView %s failed (%s): %s", request.structure, error.reason, error)
+            if loop is None:
+                return _Loop.failed(str(error), error.reason)
             return loop.outcome(False, str(error), error.reason)
         except UnknownStructure as error:
             return _Loop.failed(str(error), "unknown_structure")
@@ -155,7 +163,10 @@ class ViewAcquisition:
             return _Loop.failed(str(error), "not_in_twin")
         except (PlanningInputError, LocalisationError) as error:
             log.warning("AcquireView %s failed: %s", request.structure, error)
-            return loop.outcome(False, str(error), "invalid" if isinstance(error, PlanningInputError) else "not_localised")
+            reason = "invalid" if isinstance(error, PlanningInputError) else "not_localised"
+            if loop is None:
+                return _Loop.failed(str(error), reason)
+            return loop.outcome(False, str(error), reason)
 
 
 class _Loop:
@@ -198,8 +209,9 @@ class _Loop:
         return frame
 
     def segment(self, frame: Frame) -> np.ndarray | None:
-        self.stage("segment", f"'{self.target.prompt}'")
-        mask = self.timed("segment", self.owner.segmenter.segment, frame, self.target)
+        hint = self.hint_for(frame)
+        self.stage("segment", f"'{self.target.prompt}'" + (f" at ({hint[0]:.0f}, {hint[1]:.0f}) px" if hint is not None else ""))
+        mask = self.timed("segment", self.owner.segmenter.segment, frame, self.target, hint)
         if mask is None:
             return None
         mask = np.asarray(mask, dtype=bool)
@@ -210,6 +222,26 @@ class _Loop:
             return None
         self.views.append(PosedMask.from_state(mask, frame.state))
         return mask
+
+    def hint_for(self, frame: Frame) -> np.ndarray | None:
+        """The twin's (or the latest localisation's) centroid projected into `frame`, when it
+        falls inside the exposed field: the model is prompted with text plus this click, which
+        lifts its masks far above text alone (FluoroSAM's text + point mode)."""
+        prior = self.owner.prior
+        if not self.config.twin_hint or prior is None:
+            return None
+        centroid = self.structure.centroid_world if self.structure is not None else \
+            prior.localise(self.target.name).centroid_world
+        camera = frame.state.camera()
+        if camera.depth_mm(np.asarray(centroid)[None])[0] <= 0:
+            return None
+        col, row = camera.project(np.asarray(centroid)[None])[0]
+        width, height = frame.state.config.sensor_width_px, frame.state.config.sensor_height_px
+        if not (0 <= col < width and 0 <= row < height):
+            return None
+        if not frame.state.collimation.field_mask(width, height)[int(row), int(col)]:
+            return None
+        return np.array([col, row], dtype=float)
 
     def move(self, target: CArmState, stage: str = "move") -> Frame:
         self.stage(stage, f"alpha {target.pose.alpha_deg:.1f} deg, beta {target.pose.beta_deg:.1f} deg")

@@ -29,6 +29,7 @@ NODE_NAME = "planner_node"
 @dataclass(frozen=True)
 class PlannerConfig:
     localisation_mode: str = "fused"   # image | twin | fused
+    twin_hint: bool = False            # prompt the model with text + the twin's projected centroid
     hull: HullConfig = field(default_factory=HullConfig)
     registration: RegistrationConfig = field(default_factory=RegistrationConfig)
     twin_error: RegistrationErrorConfig = field(default_factory=RegistrationErrorConfig)

@@ -72,13 +72,16 @@ class PredictorSegmenter:
         self.predictor = predictor
         self.calls = 0
 
-    def segment(self, frame: Frame, target: Target) -> np.ndarray | None:
+    def segment(self, frame: Frame, target: Target, hint_xy: np.ndarray | None = None) -> np.ndarray | None:
         state = frame.state
         valid = None
         if state.collimation.enabled:
             valid = state.collimation.field_mask(frame.image.shape[1], frame.image.shape[0])
         self.predictor.set_image(frame.image, valid)
-        prediction = self.predictor.predict(text=target.prompt)
+        points = labels = None
+        if hint_xy is not None:
+            points, labels = np.asarray(hint_xy, dtype=float).reshape(1, 2), np.ones(1, dtype=int)
+        prediction = self.predictor.predict(text=target.prompt, points=points, labels=labels)
         self.calls += 1
         if prediction.absent:
             return None
@@ -96,7 +99,7 @@ class TruthSegmenter:
         self.carm = carm
         self.calls = 0
 
-    def segment(self, frame: Frame, target: Target) -> np.ndarray | None:
+    def segment(self, frame: Frame, target: Target, hint_xy: np.ndarray | None = None) -> np.ndarray | None:
         self.calls += 1
         mask = self.carm.truth_mask(target, frame.state, collimated=True)
         return mask if mask.any() else None

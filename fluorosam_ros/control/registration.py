@@ -40,7 +40,7 @@ SINGLE_DIRECTION_DEG = 10.0  # views closer than this (folded) share one directi
 @dataclass(frozen=True)
 class RegistrationConfig:
     resolution_px: int = 64                      # masks are compared at about this many px per side
-    min_aligned_dice: float = 0.7                # below this after alignment the masks are not trusted
+    min_aligned_dice: float = 0.8                # below this after alignment the masks are not trusted
     blur_sigmas_px: tuple[float, ...] = (3.0, 1.5, 0.75)  # coarse-to-fine, in reduced pixels
     max_points: int = 6000                       # per structure, randomly subsampled (seeded)
     max_translation_mm: float = 60.0             # the correction never goes beyond these

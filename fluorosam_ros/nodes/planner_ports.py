@@ -46,6 +46,25 @@ def wait_for(future, timeout_s: float, what: str):
     return future.result()
 
 
+def wait_for_move(node, future):
+    """The /carm/move result, or AcquisitionError: "timeout" after the node's move timeout, and
+    "carm_unavailable" as soon as /carm/state has been silent for its state timeout (the C-arm
+    driver went away mid-move; an action client alone would only notice at the move timeout)."""
+    done = threading.Event()
+    future.add_done_callback(lambda _: done.set())
+    started = time.monotonic()
+    state_timeout = node.timeouts.get("state_s", 0.0)
+    while not done.wait(0.1):
+        now = time.monotonic()
+        silent = now - max(getattr(node, "last_state_at", now), started)
+        if state_timeout > 0 and silent > state_timeout:
+            raise AcquisitionError("carm_unavailable", f"no /carm/state for {silent:.1f} s during the move: "
+                                                       "the C-arm stopped answering")
+        if now - started > node.timeouts["move_s"]:
+            raise AcquisitionError("timeout", f"no answer from /carm/move within {node.timeouts['move_s']:g} s")
+    return future.result()
+
+
 class RosCArm:
     def __init__(self, node) -> None:
         self.node = node
@@ -79,7 +98,7 @@ class RosCArm:
             raise AcquisitionError("rejected", "/carm/move did not accept the goal")
         node.active_move = handle
         try:
-            wrapped = wait_for(handle.get_result_async(), node.timeouts["move_s"], "/carm/move")
+            wrapped = wait_for_move(node, handle.get_result_async())
         except AcquisitionError:
             handle.cancel_goal_async()  # the C-arm holds where it is
             raise
@@ -110,11 +129,14 @@ class RosSegmenter:
     def __init__(self, node) -> None:
         self.node = node
 
-    def segment(self, frame: Frame, target: Target) -> np.ndarray | None:
+    def segment(self, frame: Frame, target: Target, hint_xy: np.ndarray | None = None) -> np.ndarray | None:
         node = self.node
         if not node.segment_client.wait_for_service(timeout_sec=node.timeouts["service_s"]):
             raise AcquisitionError("segmentation_unavailable", "/segment is not served")
         request = Segment.Request(use_latest=False, text=target.prompt)
+        if hint_xy is not None:
+            request.points_xy = [float(v) for v in np.asarray(hint_xy, dtype=float).reshape(2)]
+            request.point_labels = [1]
         if isinstance(frame, RosFrame) and frame.message is not None:
             request.image = frame.message
         else:
@@ -132,6 +154,9 @@ class RosSegmenter:
 
 
 def frame_from_messages(image: Image, state_msg: CArmStateMsg, state: CArmState) -> RosFrame:
+    size = (state.config.sensor_height_px, state.config.sensor_width_px)
+    if (int(image.height), int(image.width)) != size:  # its projection would not be this image's
+        raise MessageError(f"a {image.width}x{image.height} frame with the state of a {size[1]}x{size[0]} detector")
     pixels = display_from_image(image_from_msg(image))
     stamp = image.header.stamp.sec + 1e-9 * image.header.stamp.nanosec
     return RosFrame(pixels, state, stamp, image, state_msg)

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import rclpy
 from rclpy.node import Node
-from std_msgs.msg import Header
+from std_msgs.msg import Header, String
 
 from fluorosam_ros.msg import AudioChunk
 from fluorosam_ros.msg import Intent as IntentMsg
@@ -36,13 +36,15 @@ class Speaker(Node):
     def __init__(self) -> None:
         super().__init__("fluorosam_say")
         self.audio_pub = self.create_publisher(AudioChunk, "/command/audio", RELIABLE_QOS)
+        self.text_pub = self.create_publisher(String, "/command/text", RELIABLE_QOS)
         self.intents: list[IntentMsg] = []
         self.create_subscription(IntentMsg, "/command/intent", self.intents.append, RELIABLE_QOS)
 
-    def wait_for_listener(self, timeout_s: float) -> bool:
+    def wait_for_listener(self, timeout_s: float, publisher=None) -> bool:
+        publisher = publisher or self.audio_pub
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            if self.audio_pub.get_subscription_count() > 0:
+            if publisher.get_subscription_count() > 0:
                 return True
             rclpy.spin_once(self, timeout_sec=0.1)
         return False
@@ -54,12 +56,12 @@ class Speaker(Node):
             if realtime:
                 time.sleep(CHUNK_S)
 
-    def wait_for_intent(self, since: int, timeout_s: float) -> IntentMsg | None:
+    def wait_for_intent(self, since: int, timeout_s: float, source: str = "speech") -> IntentMsg | None:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             rclpy.spin_once(self, timeout_sec=0.1)
             for intent in self.intents[since:]:
-                if intent.source == "speech":
+                if intent.source == source:
                     return intent
         return None
 
@@ -75,9 +77,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--speed", type=int, default=150, help="words per minute")
     parser.add_argument("--realtime", action="store_true", help="send chunks at the speaking rate")
     parser.add_argument("--wait", type=float, default=30.0, help="seconds to wait for command_node and its answer")
+    parser.add_argument("--type", action="store_true", help="type the text on /command/text instead of speaking it")
     args = parser.parse_args(argv)
     if not args.text and not args.wav:
         parser.error("give the text to say or --wav FILE")
+    if args.type:
+        return _type(args.text, args.wait)
     try:
         if args.wav:
             samples, rate = read_wav(args.wav)
@@ -102,9 +107,36 @@ def main(argv: list[str] | None = None) -> int:
         if intent is None:
             print("no intent received")
             return 1
-        slots = {k: getattr(intent, k) for k in ("structure", "view", "direction", "unit") if getattr(intent, k)}
-        print(f"intent: {intent.kind} {slots} amount={intent.amount} confidence={intent.confidence:.2f}"
-              f" heard={intent.source_text!r} {intent.error}")
+        _print_intent(intent)
+        return 0
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+
+
+def _print_intent(intent: IntentMsg) -> None:
+    slots = {k: getattr(intent, k) for k in ("structure", "view", "direction", "unit") if getattr(intent, k)}
+    print(f"intent: {intent.kind} {slots} amount={intent.amount} confidence={intent.confidence:.2f}"
+          f" heard={intent.source_text!r} {intent.error}")
+
+
+def _type(text: str, wait_s: float) -> int:
+    """`fluorosam say --type "..."`: a typed command on /command/text."""
+    configure_ros_environment()
+    rclpy.init()
+    node = Speaker()
+    try:
+        if not node.wait_for_listener(wait_s, node.text_pub):
+            print("fluorosam say: nobody subscribes to /command/text (is command_node running?)")
+            return 1
+        time.sleep(0.3)
+        since = len(node.intents)
+        node.text_pub.publish(String(data=text))
+        intent = node.wait_for_intent(since, wait_s, source="text")
+        if intent is None:
+            print("no intent received")
+            return 1
+        _print_intent(intent)
         return 0
     finally:
         node.destroy_node()
