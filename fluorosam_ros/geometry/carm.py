@@ -249,7 +249,9 @@ class CArmGeometry:
         d = apply(self._device_from_world, unit(direction_world)) - apply(self._device_from_world, np.zeros(3))
         # principal ray in the device frame: (cos a sin b, -sin a, cos a cos b)
         alpha = -math.atan2(d[1], math.hypot(d[0], d[2]))
-        beta = math.atan2(d[0], d[2])
+        # at alpha = +-90 deg (a lateral) beta only rolls the image: take 0 (head up) rather
+        # than the angle of rounding noise
+        beta = math.atan2(d[0], d[2]) if math.hypot(d[0], d[2]) > 1e-9 else 0.0
         return math.degrees(alpha), math.degrees(beta)
 
     def _angle_candidates(self, alpha: float, beta: float) -> list[tuple[float, float]]:

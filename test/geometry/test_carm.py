@@ -168,3 +168,13 @@ def test_mirrored_columns_show_the_patient_left_on_the_image_right(default_patie
     unmirrored = CArmGeometry(CArmConfig.for_supine_patient().with_image_size(256)).camera(pose)
     np.testing.assert_allclose(unmirrored.project(np.zeros(3))[0, 0], 256 - camera.project(np.zeros(3))[0, 0])
     np.testing.assert_allclose(camera.source_world, unmirrored.source_world, atol=1e-9)
+
+
+def test_a_lateral_direction_keeps_the_image_upright():
+    """At alpha = 90 deg beta only rolls the image; the solver must not pick it from rounding noise."""
+    from fluorosam_ros.data.views import LEFT
+
+    geometry = CArmGeometry(CArmConfig.for_supine_patient())
+    for direction in (LEFT, LEFT + 1e-13):
+        alpha, beta = geometry.angles_for_direction(direction)
+        assert abs(abs(alpha) - 90.0) < 1e-6 and beta == 0.0
