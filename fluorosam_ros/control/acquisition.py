@@ -183,6 +183,9 @@ class _Loop:
         self.final: tuple[Frame, np.ndarray | None] | None = None
         self.measure: dict[str, float] = {}
         self.target = owner.resolve(request.structure)
+        # whether the masks are consistent with the localisation (the registration accepted
+        # them, or they are its only source): only then do they steer refinement and judging
+        self.masks_trusted = False
 
     def stage(self, name: str, detail: str = "") -> None:
         if self.cancelled():
@@ -263,12 +266,14 @@ class _Loop:
             structure, result = self.timed("localise", localise_fused, prior, name, list(self.views),
                                            self.config.registration)
             self.owner.prior = prior.with_registration(result.world_from_twin)
+            self.masks_trusted = bool(result.improved)
             return structure
         if mask is None:
             raise AcquisitionError("not_found", f"'{name}' is not in the current image (image-only "
                                                "localisation cannot search outside the field)")
         if len(self.views) < 2:
             self.second_view(first, mask)
+        self.masks_trusted = True
         return self.timed("localise", localise_image_only, name, list(self.views), self.config.hull)
 
     def second_view(self, first: Frame, mask: np.ndarray) -> None:
@@ -309,15 +314,19 @@ class _Loop:
         self.measure["collimated_area_fraction"] = collimation.area_fraction(
             state.config.sensor_width_px, state.config.sensor_height_px)
         self.measure["view_angle_error_deg"] = self.plan.solution.angle_error_deg
-        if mask is None:
-            return
-        offset, fraction = mask_centring(mask, state)
-        self.measure["centring_error_px"] = float(np.hypot(*offset))
-        self.measure["centring_fraction"] = fraction
-        # the collimated image cuts the target: judge coverage on the localised structure's
-        # projection, and edge contact on what the model still sees
+        # the collimated image cuts the target: coverage is judged on the localised structure's
+        # projection (and edge contact on what the model still sees)
         target = twin_view_frame(self.structure, state)
-        check = check_coverage(target, collimation, self.config.collimation, collimated_mask=mask)
+        # centring from the mask only when the masks agree with the localisation; otherwise
+        # (the model's mask is off, or absent) from where the localisation puts the target
+        trusted = mask is not None and (self.masks_trusted or self.config.localisation_mode == "image")
+        self.measure["centring_source"] = "image" if trusted else "localisation"
+        if trusted or target.any():
+            offset, fraction = mask_centring(mask if trusted else target, state)
+            self.measure["centring_error_px"] = float(np.hypot(*offset))
+            self.measure["centring_fraction"] = fraction
+        check = check_coverage(target, collimation, self.config.collimation,
+                               collimated_mask=mask if mask is not None else target)
         self.measure["coverage"] = check.coverage
         self.measure["coverage_message"] = check.message
 
@@ -330,39 +339,54 @@ class _Loop:
         self.plan = self.plan_for(self.structure, first.state)
         frame = self.move(self.plan.target_state)
         mask = self.segment(frame)
-        if self.needs_refinement(frame, mask):
-            self.refine(frame)
+        if self.needs_refinement(frame, mask) and self.refine(frame):
             frame = self.move(self.plan.target_state, "refine")
             mask = self.segment(frame)
         self.final = (frame, mask)
         self.measure_final(frame, mask)
-        if mask is None:
+        if mask is None and self.config.localisation_mode == "image":
             return self.outcome(False, f"'{self.request.structure}' is not visible in the new image", "lost")
         return self.judge()
 
     def needs_refinement(self, frame: Frame, mask: np.ndarray | None) -> bool:
-        if mask is None:
-            return self.config.localisation_mode == "fused" and len(self.views) > 0
+        mode = self.config.localisation_mode
+        if mask is None or mode == "twin":
+            return False
+        if mode == "fused" and not self.masks_trusted:
+            return True  # a new view of the target: try the registration again with it
         _, fraction = mask_centring(mask, frame.state)
         return fraction > self.config.views.max_centring_fraction / 2
 
-    def refine(self, frame: Frame) -> None:
-        """Re-localise with every view seen so far, then re-plan from the current pose."""
+    def refine(self, frame: Frame) -> bool:
+        """Re-localise with every view seen so far and re-plan from the current pose; True
+        when that changes the target pose (otherwise there is nothing to move for)."""
         self.stage("refine", f"{len(self.views)} view(s)")
         mode = self.config.localisation_mode
         if mode == "fused" and self.views:
             self.structure, result = self.timed("localise", localise_fused, self.owner.prior,
                                                 self.request.structure, list(self.views), self.config.registration)
             self.owner.prior = self.owner.prior.with_registration(result.world_from_twin)
+            self.masks_trusted = bool(result.improved)
+            if not result.improved:
+                return False
         elif mode == "image" and len(self.views) >= 2:
             self.structure = self.timed("localise", localise_image_only, self.request.structure,
                                         list(self.views), self.config.hull)
+        elif mode == "image":  # one view only: shift across the beam towards the mask
+            return False
+        before = self.plan.target_state.pose
         self.plan = self.plan_for(self.structure, frame.state)
+        after = self.plan.target_state.pose
+        moved_mm = float(np.linalg.norm(np.subtract(after.isocenter_mm, before.isocenter_mm)))
+        turned_deg = abs(after.alpha_deg - before.alpha_deg) + abs(after.beta_deg - before.beta_deg)
+        return moved_mm > 1.0 or turned_deg > 0.5
 
     def judge(self) -> AcquireOutcome:
         views = self.config.views
         m = self.measure
         problems = []
+        if "centring_fraction" not in m:
+            return self.outcome(False, f"'{self.target.prompt}' does not project into the new image", "lost")
         if m["centring_fraction"] > views.max_centring_fraction:
             problems.append(f"off-centre by {100 * m['centring_fraction']:.1f}% of the width")
         if m["coverage"] < self.config.collimation.min_coverage:
@@ -371,7 +395,10 @@ class _Loop:
             problems.append(f"view angle off by {m['view_angle_error_deg']:.1f} deg")
         if problems:
             return self.outcome(False, "; ".join(problems), "off_target")
-        return self.outcome(True, "shown and collimated")
+        if m["centring_source"] == "image":
+            return self.outcome(True, "shown and collimated")
+        return self.outcome(True, "shown and collimated where the twin puts it (the model's mask "
+                                  "did not match the twin, so it was not used)")
 
     @staticmethod
     def failed(message: str, reason: str) -> AcquireOutcome:

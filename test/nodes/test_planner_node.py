@@ -62,7 +62,7 @@ def _settled_state(commander: CArmCommander) -> CArmStateMsg:
 
 def test_plan_view_shows_the_structure_collimated(system):
     commander, targets, log_dir = system
-    result, stages = commander.show("heart", "ap")
+    result, stages = commander.show("liver", "ap")
     assert result is not None, read_logs(log_dir)
     assert result.success, f"{result.failure_reason}: {result.message}\n" + read_logs(log_dir)
     assert result.coverage >= 0.95
