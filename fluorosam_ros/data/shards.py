@@ -92,6 +92,11 @@ def read_shard(path: Path) -> Iterator[Sample]:
                 if data is None:
                     continue
                 members.setdefault(key, {})[kind] = data.read()
+            end = tar.offset
+        # a file cut at a member boundary reads as a shorter shard: only the end-of-archive
+        # marker (two zero blocks, written on close) tells that nothing is missing
+        if Path(path).stat().st_size < end + 2 * tarfile.BLOCKSIZE:
+            raise ShardError(f"{path}: truncated shard (no end-of-archive marker after {end} bytes)")
     except (tarfile.TarError, OSError, EOFError) as error:
         raise ShardError(f"{path}: unreadable shard ({error})") from error
     for key, parts in members.items():
@@ -104,16 +109,35 @@ def _decode(path: Path, key: str, parts: dict[str, bytes]) -> Sample:
         raise ShardError(f"{path}: sample {key} lacks {sorted(missing)}")
     try:
         meta = json.loads(zlib.decompress(parts["json.zlib"]))
-        image = np.load(io.BytesIO(parts["image.npy"]), allow_pickle=False).astype(np.float32)
+        if not isinstance(meta, dict):
+            raise ValueError("its metadata is not a JSON object")
         height, width = meta["height"], meta["width"]
-        exposed = unpack_masks(np.load(io.BytesIO(parts["exposed.npy"]), allow_pickle=False), height, width)[0]
+        if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (height, width)):
+            raise ValueError(f"height and width must be positive integers, got {height!r} x {width!r}")
+        if not isinstance(meta.get("masks", []), list):
+            raise ValueError("its 'masks' entry is not a list")
+        image = np.load(io.BytesIO(parts["image.npy"]), allow_pickle=False).astype(np.float32)
+        if image.shape != (height, width):  # checked first: the sizes below come from it
+            raise ShardError(f"{path}: sample {key} has inconsistent shapes")
+        exposed = _unpack(np.load(io.BytesIO(parts["exposed.npy"]), allow_pickle=False), height, width)[0]
         masks_npy = zlib.decompress(parts["masks.npy.zlib"])
-        masks = unpack_masks(np.load(io.BytesIO(masks_npy), allow_pickle=False), height, width)
-    except (ValueError, KeyError, json.JSONDecodeError, zlib.error) as error:
+        masks = _unpack(np.load(io.BytesIO(masks_npy), allow_pickle=False), height, width)
+    except (ValueError, KeyError, TypeError, EOFError, json.JSONDecodeError, zlib.error) as error:
         raise ShardError(f"{path}: sample {key} is corrupt ({error})") from error
-    if image.shape != (height, width) or len(masks) != len(meta.get("masks", [])):
+    except MemoryError as error:  # an .npy header that declares an impossible size
+        raise ShardError(f"{path}: sample {key} is corrupt (an array header declares too much data)") from error
+    if len(masks) != len(meta.get("masks", [])) or len(exposed) != height:
         raise ShardError(f"{path}: sample {key} has inconsistent shapes")
     return Sample(key, meta, image, exposed, masks)
+
+
+def _unpack(packed: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Packed masks, checked to hold exactly height x width bits per row (never padded)."""
+    if packed.dtype != np.uint8 or packed.ndim != 2 or packed.shape[0] < 1 \
+            or packed.shape[1] != (height * width + 7) // 8:
+        raise ValueError(f"packed masks of shape {packed.shape} and type {packed.dtype} do not hold "
+                         f"{height}x{width} masks")
+    return unpack_masks(packed, height, width)
 
 
 def shard_paths(folder: Path, split: str | None = None) -> list[Path]:

@@ -10,7 +10,7 @@ from std_msgs.msg import Header
 
 from fluorosam_ros.geometry.camera import CameraProjection
 from fluorosam_ros.geometry.carm import CArmConfig, CArmPose, CArmState
-from fluorosam_ros.geometry.collimation import Collimation
+from fluorosam_ros.geometry.collimation import Collimation, CollimationError
 from fluorosam_ros.msg import CArmState as CArmStateMsg
 from fluorosam_ros.msg import Collimation as CollimationMsg
 
@@ -150,8 +150,17 @@ def carm_config_from_msg(msg: CArmStateMsg, isocenter_min_mm, isocenter_max_mm,
 
 
 def carm_state_from_msg(msg: CArmStateMsg, config: CArmConfig) -> CArmState:
-    """A message's pose and collimation on a known device; raises MessageError on NaN/inf."""
+    """A message's pose and collimation on a known device; raises MessageError on NaN/inf, on a
+    collimation that is not within the detector and on a message of another sensor size."""
     if not finite(*msg.isocenter_mm, msg.alpha_deg, msg.beta_deg):
         raise MessageError("CArmState pose contains NaN or inf")
+    if (int(msg.sensor_width_px), int(msg.sensor_height_px)) != (config.sensor_width_px, config.sensor_height_px):
+        raise MessageError(f"CArmState describes a {msg.sensor_width_px}x{msg.sensor_height_px} px sensor, "
+                           f"not this device's {config.sensor_width_px}x{config.sensor_height_px}")
+    collimation = collimation_from_msg(msg.collimation)
+    try:
+        collimation.validate(config.sensor_width_px, config.sensor_height_px)
+    except CollimationError as error:
+        raise MessageError(f"CArmState collimation: {error}") from error
     pose = CArmPose(tuple(float(v) for v in msg.isocenter_mm), float(msg.alpha_deg), float(msg.beta_deg))
-    return CArmState(config, pose, collimation_from_msg(msg.collimation))
+    return CArmState(config, pose, collimation)

@@ -78,7 +78,9 @@ class PlannerNode(Node):
         self.timeouts = {"segment_s": declare(self, "segment_timeout_s", 30.0, "watchdog: /segment"),
                          "move_s": declare(self, "move_timeout_s", 90.0, "watchdog: one /carm/move"),
                          "frame_s": declare(self, "frame_timeout_s", 10.0, "watchdog: a frame after a move"),
-                         "service_s": declare(self, "service_timeout_s", 10.0, "waiting for a peer to appear")}
+                         "service_s": declare(self, "service_timeout_s", 10.0, "waiting for a peer to appear"),
+                         "state_s": declare(self, "state_timeout_s", 3.0,
+                                            "watchdog: no /carm/state this long during a move = C-arm gone")}
         self.isocenter_margin_mm = declare(self, "isocenter_margin_mm", 150.0, "isocenter travel beyond the patient")
         self.gamma_deg = declare(self, "gamma_deg", 0.0, "detector roll of the driver's geometry")
         self.inject_registration_error = declare(
@@ -101,7 +103,9 @@ class PlannerNode(Node):
                                  corners.max(axis=0) + self.isocenter_margin_mm)
         self.device: CArmConfig | None = None
         self.state_msg: CArmStateMsg | None = None
+        self.last_state_at = -math.inf              # time.monotonic() of the last valid /carm/state
         self.history: list[CArmState] = []          # poses before each motion, for undo
+        self.motions = 0                             # targets sent to the C-arm so far
         self.last_good: CArmState | None = None
         self.active_move = None
         self._frames_lock = threading.Lock()
@@ -141,15 +145,21 @@ class PlannerNode(Node):
     # ---- C-arm state and frames ----------------------------------------------------------
     def _on_state(self, msg: CArmStateMsg) -> None:
         try:
-            if self.device is None or _device_changed(self.device, msg):
-                self.device = carm_config_from_msg(msg, *self.isocenter_bounds, gamma_deg=self.gamma_deg)
-                self.get_logger().info(f"C-arm geometry from /carm/state: {self.device.sensor_width_px}x"
-                                       f"{self.device.sensor_height_px} px, mirror_columns={self.device.mirror_columns}")
-            state = carm_state_from_msg(msg, self.device)
+            device = self.device
+            if device is None or _device_changed(device, msg):
+                device = carm_config_from_msg(msg, *self.isocenter_bounds, gamma_deg=self.gamma_deg)
+            state = carm_state_from_msg(msg, device)
         except MessageError as error:
             self.get_logger().error(f"ignoring /carm/state: {error}", throttle_duration_sec=5.0)
             return
-        self.state_msg = msg
+        except Exception as error:  # an exception here would end the node
+            self.get_logger().error(f"ignoring /carm/state ({error!r})", throttle_duration_sec=5.0)
+            return
+        if device is not self.device:  # taken only with a valid state: the two always agree
+            self.get_logger().info(f"C-arm geometry from /carm/state: {device.sensor_width_px}x"
+                                   f"{device.sensor_height_px} px, mirror_columns={device.mirror_columns}")
+        self.device, self.state_msg = device, msg
+        self.last_state_at = time.monotonic()
         if not msg.moving:
             self.last_good = state
 
@@ -193,6 +203,7 @@ class PlannerNode(Node):
         self.last_good = state
 
     def publish_target(self, target: CArmState) -> None:
+        self.motions += 1
         header = Header(stamp=self.get_clock().now().to_msg(), frame_id=self.frame_id)
         self.target_state_pub.publish(carm_state_to_msg(target, header))
         self.target_collimation_pub.publish(collimation_to_msg(target.collimation))
@@ -243,9 +254,11 @@ class PlannerNode(Node):
             return AcquireOutcome(False, "another request is running", "busy")
         try:
             self._cancel.clear()
-            if self.state_msg is not None and self.device is not None:
-                self.history.append(self.current_state())
+            before = self.current_state() if self.state_msg is not None and self.device is not None else None
+            motions = self.motions
             outcome = self.loop.run(request, feedback, self._cancel.is_set)
+            if before is not None and self.motions != motions:  # undo returns to before a request that moved
+                self.history.append(before)
             self.get_logger().info(f"AcquireView {request.structure!r} {request.view!r}: {outcome.summary()}")
             return outcome
         finally:
@@ -277,9 +290,10 @@ class PlannerNode(Node):
         if msg.kind == IntentMsg.NOT_UNDERSTOOD:
             self._publish_simple(msg, False, "not_understood", f"not understood: {msg.error or msg.source_text!r}")
             return
-        if msg.kind in MOTION_KINDS + (IntentMsg.ACQUIRE,) and not msg.confidence >= self.confidence_threshold:
-            self._publish_simple(msg, False, "refused", f"confidence {msg.confidence:.2f} is below "
-                                                        f"{self.confidence_threshold:.2f}: nothing moved")
+        if msg.kind in MOTION_KINDS + (IntentMsg.ACQUIRE,) \
+                and not self.confidence_threshold <= msg.confidence <= 1.0:  # NaN fails too
+            self._publish_simple(msg, False, "refused", f"confidence {msg.confidence:.2f} is not within "
+                                                        f"[{self.confidence_threshold:.2f}, 1]: nothing moved")
             return
         try:
             self._requests.put_nowait(msg)
@@ -323,6 +337,8 @@ class PlannerNode(Node):
                 return AcquireOutcome(False, "nothing to undo", "nothing_to_undo")
             return self._move_to(self.history.pop(), "undo", remember=False)
         if kind in (IntentMsg.MOVE, IntentMsg.ROTATE, IntentMsg.TILT, IntentMsg.ZOOM):
+            if math.isinf(msg.amount):  # NaN means "not given" (the default step); inf is malformed
+                raise PlanningInputError(f"{kind} by {msg.amount} {msg.unit}: the amount must be finite")
             amount = float(msg.amount) * UNIT_SCALE.get(msg.unit.lower(), 1.0) if math.isfinite(msg.amount) else None
             result = relative_move(current.pose, current.geometry, kind, msg.direction or None, amount,
                                    config=self.config.views)
@@ -335,10 +351,12 @@ class PlannerNode(Node):
             return AcquireOutcome(False, "another request is running", "busy")
         try:
             self._cancel.clear()
-            before = self.current_state()
-            frame = RosCArm(self).move(target, acquire=True)
-            if remember:
-                self.history.append(before)
+            before, motions = self.current_state(), self.motions
+            try:
+                frame = RosCArm(self).move(target, acquire=True)
+            finally:  # a move that was sent, even one stopped half-way, can be undone
+                if remember and self.motions != motions:
+                    self.history.append(before)
             return AcquireOutcome(True, what, final_state=frame.state, acquisitions=1)
         finally:
             self._busy.release()

@@ -8,16 +8,20 @@ on the same frame only run the decoder. It runs on CUDA when there is one, other
 
 from __future__ import annotations
 
+import math
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
 from sensor_msgs.msg import Image, RegionOfInterest
 from std_msgs.msg import Header
 
+from fluorosam_ros.geometry.collimation import CollimationError
 from fluorosam_ros.model.build import CheckpointError, build_model, bundled_checkpoint
 from fluorosam_ros.model.predictor import FluoroSAMPredictor, Prediction, PromptError
 from fluorosam_ros.msg import CArmState as CArmStateMsg
@@ -29,6 +33,7 @@ from .conversions import MessageError, collimation_from_msg, image_from_msg, ima
 
 # Pairs a frame with its /carm/image_state: both carry the same stamp.
 STATE_HISTORY = 16
+MIN_FRAME_PX = 8  # FluoroSAMPredictor.set_image refuses smaller images
 
 
 @dataclass
@@ -51,12 +56,31 @@ def display_from_image(pixels: np.ndarray) -> np.ndarray:
 
 
 def exposed_mask(state: CArmStateMsg | None, shape: tuple[int, int]) -> np.ndarray | None:
-    """The collimated field of the frame, when its state says so and matches the image."""
+    """The collimated field of the frame, when its state says so and matches the image (a
+    malformed or empty field is ignored: the whole image is used)."""
     if state is None or not state.collimation.enabled:
         return None
     if (int(state.sensor_height_px), int(state.sensor_width_px)) != tuple(shape):
         return None
-    return collimation_from_msg(state.collimation).field_mask(shape[1], shape[0])
+    collimation = collimation_from_msg(state.collimation)
+    try:
+        collimation.validate(shape[1], shape[0])
+    except CollimationError:
+        return None
+    mask = collimation.field_mask(shape[1], shape[0])
+    return mask if mask.any() else None
+
+
+def plausible_state(msg: CArmStateMsg) -> bool:
+    """Finite pose and projection, and a collimation within the message's own detector."""
+    values = [*msg.isocenter_mm, msg.alpha_deg, msg.beta_deg, *msg.index_from_world]
+    if not all(math.isfinite(float(v)) for v in values):
+        return False
+    try:
+        collimation_from_msg(msg.collimation).validate(int(msg.sensor_width_px), int(msg.sensor_height_px))
+    except CollimationError:
+        return False
+    return True
 
 
 def box_of(mask: np.ndarray) -> RegionOfInterest:
@@ -102,17 +126,35 @@ class SegmentationNode(Node):
         self._states: list[CArmStateMsg] = []
         self.frames_received = 0
         self.frames_refused = 0
+        self.frames_skipped = 0        # embed_on_arrival: superseded by a newer frame before embedding
         self.requests = 0
         self.embeddings_computed = 0
+        self.last_error = ""
+        self._arrival_latencies_ms: deque[float] = deque(maxlen=1000)  # frame stamp -> embedded
+        self._unreported_ms: list[float] = []
+        self._new_frame = threading.Event()
+        self._closing = threading.Event()
 
         self.result_pub = self.create_publisher(Segmentation, "/segmentation/result", RELIABLE_QOS)
+        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", RELIABLE_QOS)
         frames = MutuallyExclusiveCallbackGroup()
         self.create_subscription(Image, image_topic, self._on_image, SENSOR_QOS, callback_group=frames)
         self.create_subscription(CArmStateMsg, state_topic, self._on_state, RELIABLE_QOS, callback_group=frames)
         self.create_service(Segment, "/segment", self._on_segment, callback_group=MutuallyExclusiveCallbackGroup())
+        self.create_timer(1.0, self._diagnostics, callback_group=MutuallyExclusiveCallbackGroup())
+        # embed_on_arrival: one worker embeds the NEWEST frame; frames that arrive meanwhile
+        # replace the pending one (never a backlog: at most one frame waits)
+        self._embedder = None
+        if self.embed_on_arrival:
+            self._embedder = threading.Thread(target=self._embed_newest, name="embed_on_arrival", daemon=True)
+            self._embedder.start()
 
     # ---- frames --------------------------------------------------------------------------
     def _on_state(self, msg: CArmStateMsg) -> None:
+        if not plausible_state(msg):  # never paired with a frame, never passed on in a result
+            self.get_logger().error("ignoring a /carm/image_state with NaN/inf values or a collimation "
+                                    "outside its detector", throttle_duration_sec=2.0)
+            return
         self._states = (self._states + [msg])[-STATE_HISTORY:]
         latest = self._latest
         if latest is not None and latest.state is None and _same_stamp(latest.header, msg.header):
@@ -124,6 +166,8 @@ class SegmentationNode(Node):
     def _on_image(self, msg: Image) -> None:
         try:
             pixels = display_from_image(image_from_msg(msg))
+            if min(pixels.shape[:2]) < MIN_FRAME_PX:  # the model cannot take it: keep the previous frame
+                raise MessageError(f"a {msg.width}x{msg.height} frame is smaller than {MIN_FRAME_PX}x{MIN_FRAME_PX}")
         except MessageError as error:
             self.frames_refused += 1
             self.get_logger().error(f"refused a frame on /carm/image: {error}", throttle_duration_sec=2.0)
@@ -131,8 +175,52 @@ class SegmentationNode(Node):
         self.frames_received += 1
         self._latest = FrameEntry(msg.header, pixels, self._state_for(msg.header))
         if self.embed_on_arrival:
-            with self._lock:
-                self._ensure_embedding(self._latest)
+            if self._new_frame.is_set():
+                self.frames_skipped += 1  # the frame waiting for the embedder is superseded
+            self._new_frame.set()
+
+    def _embed_newest(self) -> None:
+        while not self._closing.is_set():
+            if not self._new_frame.wait(0.2):
+                continue
+            self._new_frame.clear()
+            entry = self._latest
+            if entry is None:
+                continue
+            try:
+                with self._lock:
+                    self._ensure_embedding(entry)
+            except Exception as error:  # one frame the model cannot take must not stop the node
+                self.last_error = f"embedding a frame failed: {error}"
+                self.get_logger().error(self.last_error, throttle_duration_sec=2.0)
+                continue
+            stamp = entry.header.stamp.sec + 1e-9 * entry.header.stamp.nanosec
+            latency_ms = (self.get_clock().now().nanoseconds * 1e-9 - stamp) * 1e3
+            self._arrival_latencies_ms.append(latency_ms)
+            self._unreported_ms.append(latency_ms)
+
+    def _diagnostics(self) -> None:
+        latencies = list(self._arrival_latencies_ms)
+        fresh, self._unreported_ms = self._unreported_ms, []
+        values = {"frames_received": self.frames_received, "frames_refused": self.frames_refused,
+                  "frames_skipped": self.frames_skipped, "embeddings_computed": self.embeddings_computed,
+                  "pending_frames": int(self._new_frame.is_set()), "requests": self.requests,
+                  "embed_latency_p50_ms": f"{np.percentile(latencies, 50):.1f}" if latencies else "",
+                  "embed_latency_p99_ms": f"{np.percentile(latencies, 99):.1f}" if latencies else "",
+                  # frame stamp -> embedding done, of the frames embedded since the last report
+                  "embed_latencies_ms": ",".join(f"{v:.1f}" for v in fresh)}
+        status = DiagnosticStatus(level=DiagnosticStatus.WARN if self.last_error else DiagnosticStatus.OK,
+                                  name="segmentation_node", hardware_id=self.device,
+                                  message=self.last_error or "ready",
+                                  values=[KeyValue(key=k, value=str(v)) for k, v in values.items()])
+        try:
+            self.diag_pub.publish(DiagnosticArray(header=Header(stamp=self.get_clock().now().to_msg()),
+                                                  status=[status]))
+        except Exception as error:  # a transport hiccup must never take the node down
+            self.get_logger().error(f"diagnostics not published: {error}", throttle_duration_sec=10.0)
+
+    def close(self) -> None:
+        self._closing.set()
 
     def _ensure_embedding(self, entry: FrameEntry) -> None:
         stamp = (entry.header.stamp.sec, entry.header.stamp.nanosec) if entry.cacheable else None
@@ -154,6 +242,11 @@ class SegmentationNode(Node):
         except (MessageError, PromptError, ValueError) as error:
             response.success, response.message = False, str(error)
             self.get_logger().warning(f"/segment refused: {error}")
+            return response
+        except Exception as error:  # an exception here would end the node: answer with it instead
+            self.last_error = f"/segment failed: {error!r}"
+            self.get_logger().error(self.last_error)
+            response.success, response.message = False, f"internal error: {error!r}"
             return response
         response.result = self._result_msg(entry, request.text, prediction)
         response.success = True
