@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.text and not args.wav:
         parser.error("give the text to say or --wav FILE")
     if args.type:
-        return _type(args.text, args.wait)
+        return _deliver(lambda node: node.text_pub.publish(String(data=args.text)), "text", args.wait)
     try:
         if args.wav:
             samples, rate = read_wav(args.wav)
@@ -92,26 +92,12 @@ def main(argv: list[str] | None = None) -> int:
     except (SynthesisError, OSError, ValueError) as error:
         print(f"fluorosam say: {error}")
         return 2
-    configure_ros_environment()
-    rclpy.init()
-    node = Speaker()
-    try:
-        if not node.wait_for_listener(args.wait):
-            print("fluorosam say: nobody subscribes to /command/audio (is command_node running?)")
-            return 1
-        time.sleep(0.3)  # let the reliable connection settle before the first chunk
-        since = len(node.intents)
+
+    def speak(node: Speaker) -> None:
         node.say(samples, 16000, realtime=args.realtime)
         print(f"said {len(samples) / 16000:.2f} s of audio on /command/audio")
-        intent = node.wait_for_intent(since, args.wait)
-        if intent is None:
-            print("no intent received")
-            return 1
-        _print_intent(intent)
-        return 0
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
+
+    return _deliver(speak, "speech", args.wait)
 
 
 def _print_intent(intent: IntentMsg) -> None:
@@ -120,19 +106,20 @@ def _print_intent(intent: IntentMsg) -> None:
           f" heard={intent.source_text!r} {intent.error}")
 
 
-def _type(text: str, wait_s: float) -> int:
-    """`fluorosam say --type "..."`: a typed command on /command/text."""
+def _deliver(send, source: str, wait_s: float) -> int:
+    """Wait for command_node, `send` the command (speech or text), print the intent it made."""
     configure_ros_environment()
     rclpy.init()
     node = Speaker()
+    publisher, topic = (node.audio_pub, "/command/audio") if source == "speech" else (node.text_pub, "/command/text")
     try:
-        if not node.wait_for_listener(wait_s, node.text_pub):
-            print("fluorosam say: nobody subscribes to /command/text (is command_node running?)")
+        if not node.wait_for_listener(wait_s, publisher):
+            print(f"fluorosam say: nobody subscribes to {topic} (is command_node running?)")
             return 1
-        time.sleep(0.3)
+        time.sleep(0.3)  # let the reliable connection settle before the first message
         since = len(node.intents)
-        node.text_pub.publish(String(data=text))
-        intent = node.wait_for_intent(since, wait_s, source="text")
+        send(node)
+        intent = node.wait_for_intent(since, wait_s, source=source)
         if intent is None:
             print("no intent received")
             return 1

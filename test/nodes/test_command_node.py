@@ -117,3 +117,15 @@ def test_bad_input_is_refused_and_the_node_keeps_running(command):
     assert off_topic.kind == "not_understood"
     assert client.say_text("take a shot").kind == "acquire"          # still serving
     assert all(p.poll() is None for p in launcher.processes.values())
+
+
+def test_fluorosam_say_types_and_speaks_into_the_running_node(command):
+    """The CLI users and the README rely on: `fluorosam say [--type] "..."`."""
+    import subprocess
+    import sys
+
+    for extra in (["--type"], []):
+        completed = subprocess.run([sys.executable, "-m", "fluorosam_ros.cli", "say", *extra, "take a shot",
+                                    "--wait", "120"], capture_output=True, text=True, timeout=200)
+        assert completed.returncode == 0, completed.stdout + completed.stderr
+        assert "intent: acquire" in completed.stdout, completed.stdout
