@@ -37,6 +37,18 @@ def intent_to_msg(intent: Intent, header: Header) -> IntentMsg:
                      source=intent.source, candidates=list(intent.candidates)[:5], error=intent.error)
 
 
+def audio_refusal(sample_rate_hz: int, channels: int, expected_rate_hz: int, speech_enabled: bool = True) -> str:
+    """Why an AudioChunk is refused ("" when it is taken). A malformed chunk is named as such
+    even when speech is off, so that its sender learns what is wrong with it."""
+    if sample_rate_hz != expected_rate_hz:
+        return f"audio at {sample_rate_hz} Hz; resample to {expected_rate_hz} Hz PCM16 mono"
+    if channels not in (0, 1):
+        return f"{channels} channels; send mono"
+    if not speech_enabled:
+        return "speech is disabled (speech_enabled: false)"
+    return ""
+
+
 class CommandNode(Node):
     def __init__(self) -> None:
         super().__init__("command_node")
@@ -124,14 +136,9 @@ class CommandNode(Node):
 
     # ---- audio -------------------------------------------------------------------------
     def _on_audio(self, msg: AudioChunk) -> None:
-        if self.recognizer is None:
-            self._refuse("speech is disabled (speech_enabled: false)")
-            return
-        if msg.sample_rate_hz != self.sample_rate_hz:
-            self._refuse(f"audio at {msg.sample_rate_hz} Hz; resample to {self.sample_rate_hz} Hz PCM16 mono")
-            return
-        if msg.channels not in (0, 1):
-            self._refuse(f"{msg.channels} channels; send mono")
+        reason = audio_refusal(msg.sample_rate_hz, msg.channels, self.sample_rate_hz, self.recognizer is not None)
+        if reason:
+            self._refuse(reason)
             return
         samples = np.asarray(msg.samples, dtype=np.int16)
         with self._audio_lock:
