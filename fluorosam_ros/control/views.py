@@ -28,7 +28,7 @@ import numpy as np
 
 from ..data.views import ANTERIOR, LEFT, SUPERIOR, ViewFamily, standard_families, tilted
 from ..geometry.camera import CameraProjection
-from ..geometry.carm import CArmGeometry, CArmPose
+from ..geometry.carm import CArmGeometry, CArmPose, LookAtSolution
 from ..geometry.transforms import angle_between_deg, unit
 from .safety import PlanningInputError, checked_pose, finite_array, finite_scalar
 from .structure import LocalisedStructure
@@ -275,6 +275,28 @@ def _evaluate(geometry: CArmGeometry, pose: CArmPose, structure: LocalisedStruct
     return centring_mm, centring_px, float(on_detector.mean()), magnification, depth, field_width
 
 
+UPRIGHT_TOLERANCE_DEG = 2.0
+
+
+def _upright(geometry: CArmGeometry, solution: LookAtSolution, point: np.ndarray,
+             config: ViewPlanningConfig) -> LookAtSolution:
+    """Near a lateral (alpha ~ +-90 deg) the exact beam can need beta far from 0, which rolls
+    the image by up to 90 deg for the last degree of direction: take the upright lateral
+    (beta = 0) when it is within UPRIGHT_TOLERANCE_DEG (and the view tolerance) of the request."""
+    pose = solution.pose
+    if abs(abs(pose.alpha_deg) - 90.0) > 10.0 or abs(pose.beta_deg) < 1.0:
+        return solution
+    alternative = geometry.pose_through_point(point, math.copysign(90.0, pose.alpha_deg), 0.0)
+    if geometry.limit_violations(alternative):
+        return solution
+    achieved = geometry.principal_ray_world(alternative)
+    error = angle_between_deg(achieved, solution.requested_direction)
+    if error > min(UPRIGHT_TOLERANCE_DEG, config.max_angle_error_deg):
+        return solution
+    return LookAtSolution(alternative, False, solution.requested_direction, achieved, float(error),
+                          "upright lateral")
+
+
 def solve_view(structure: LocalisedStructure, view: NamedView | str, geometry: CArmGeometry,
                current: CArmPose | None = None, config: ViewPlanningConfig | None = None) -> ViewSolution:
     """The pose that shows `structure` in `view`: its centroid on the central ray, its whole
@@ -306,7 +328,8 @@ def solve_view(structure: LocalisedStructure, view: NamedView | str, geometry: C
             - c.source_to_isocenter_distance_mm
         depth = float(np.clip(depth, depth_lo, depth_hi))
         for _ in range(3):  # refine with the projected extent (the radius bound is conservative)
-            solution = geometry.look_at(target - depth * direction, direction, current)
+            solution = _upright(geometry, geometry.look_at(target - depth * direction, direction, current),
+                                target - depth * direction, config)
             camera = geometry.camera(solution.pose)
             px_per_mm = c.focal_length_px / max(float(camera.depth_mm(target)[0]), 1e-6)
             extent_px = _image_extent(camera, structure.points_world, pad_mm * px_per_mm)
@@ -317,7 +340,8 @@ def solve_view(structure: LocalisedStructure, view: NamedView | str, geometry: C
             if abs(new_depth - depth) < 1.0:
                 break
             depth = new_depth
-        solution = geometry.look_at(target - depth * direction, direction, current)
+        solution = _upright(geometry, geometry.look_at(target - depth * direction, direction, current),
+                            target - depth * direction, config)
         pose = solution.pose
         centring_mm, centring_px, coverage, magnification, achieved_depth, field_width = \
             _evaluate(geometry, pose, structure, target)

@@ -7,7 +7,7 @@ from fluorosam_ros.control.structure import LocalisedStructure
 from fluorosam_ros.control.views import (ViewPlanningConfig, anatomy_views, named_view, parse_view,
                                          pivot_from_mask, propose_second_view, relative_move, solve_view)
 from fluorosam_ros.data.views import ANTERIOR, LEFT, SUPERIOR, standard_families
-from fluorosam_ros.geometry.carm import CArmGeometry, CArmPose
+from fluorosam_ros.geometry.carm import CArmConfig, CArmGeometry, CArmPose
 from fluorosam_ros.geometry.transforms import angle_between_deg
 
 
@@ -189,3 +189,23 @@ def test_second_view_is_far_enough_and_keeps_the_target(small_carm):
     mask = sphere_mask(camera, pivot + [30.0, 0.0, 0.0], 15.0)
     guess = pivot_from_mask(mask, camera, geometry, first)
     assert abs(guess[0] - (pivot[0] + 30.0)) < 3.0  # lateral position right, depth = isocenter's
+
+
+def test_a_near_lateral_view_keeps_the_image_upright():
+    """A beam 1.5 deg off the lateral must not roll the image by ~90 deg (beta) for that last
+    1.5 deg: the upright lateral within the tolerance is taken."""
+    from fluorosam_ros.control.views import UPRIGHT_TOLERANCE_DEG, NamedView
+    from fluorosam_ros.data.views import tilted
+
+    geometry = CArmGeometry(CArmConfig.for_supine_patient())
+    structure = LocalisedStructure.from_points("blob", "test", np.random.default_rng(0).normal(0, 20, (500, 3)),
+                                               2.0, 1.0)
+    # a tilt towards the head leaves the orbital plane: exactly, beta would turn by ~90 deg
+    direction = tilted(LEFT, SUPERIOR, 1.5)
+    solution = solve_view(structure, NamedView("lateral", direction, 0.0, True), geometry, CArmPose())
+    assert abs(abs(solution.pose.alpha_deg) - 90.0) < 1e-6 and solution.pose.beta_deg == 0.0
+    assert solution.angle_error_deg <= UPRIGHT_TOLERANCE_DEG
+    # 10 deg off the lateral is served exactly
+    direction = tilted(LEFT, SUPERIOR, 10.0)
+    solution = solve_view(structure, NamedView("lateral", direction, 0.0, True), geometry, CArmPose())
+    assert solution.angle_error_deg < 1e-3
