@@ -124,8 +124,9 @@ def test_fluorosam_say_types_and_speaks_into_the_running_node(command):
     import subprocess
     import sys
 
-    for extra in (["--type"], []):
-        completed = subprocess.run([sys.executable, "-m", "fluorosam_ros.cli", "say", *extra, "take a shot",
+    for extra, text, expected in ((["--type"], "take a shot", "intent: acquire"),
+                                  ([], "show me the liver", "intent: show {'structure': 'liver'}")):
+        completed = subprocess.run([sys.executable, "-m", "fluorosam_ros.cli", "say", *extra, text,
                                     "--wait", "120"], capture_output=True, text=True, timeout=200)
         assert completed.returncode == 0, completed.stdout + completed.stderr
-        assert "intent: acquire" in completed.stdout, completed.stdout
+        assert expected in completed.stdout, completed.stdout
