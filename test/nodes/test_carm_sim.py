@@ -50,6 +50,12 @@ def test_accepted_goal_moves_and_acquires_a_frame(carm):
     assert final.alpha_deg == pytest.approx(25.0) and final.beta_deg == pytest.approx(-10.0)
     assert final.collimation.enabled and final.collimation.col_max_px == pytest.approx(100)
     frame = commander.wait_for_frame(newer_than=outcome.started)
+    # under load a frame asked for before this move (the fixture's fallback /carm/acquire) can
+    # arrive stamped after `started`: the move's own frame is the next one
+    for _ in range(3):
+        if frame is None or (frame.state is not None and frame.state.alpha_deg == pytest.approx(25.0)):
+            break
+        frame = commander.wait_for_frame(newer_than=frame.stamp)
     assert frame is not None and frame.pixels.shape == (SIZE, SIZE) and frame.encoding == "mono16"
     assert frame.state is not None and frame.state.alpha_deg == pytest.approx(25.0)
     # shuttered area is black, the field is not
