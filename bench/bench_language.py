@@ -3,8 +3,9 @@
 Text: our CommandParser (grammar + MiniLM fallback) against an embedding-only peer (nearest
 command of the evaluation set by MiniLM cosine, the usual "just embed it" design), per
 utterance latency and exact intent+slots.
-Speech: our JSGF grammar + phone-loop rejection against pocketsphinx's generic language model
-(the default decoder), per utterance decode time and exact words, on espeak-ng audio.
+Speech: our command language model (the default search) and our first design, the strict JSGF
+grammar, against pocketsphinx's generic language model (the default decoder), per utterance
+decode time and exact words, on espeak-ng audio (clean, and with room noise at 10 dB SNR).
 
     scripts/run.sh python bench/bench_language.py [--speech N]
 """
@@ -60,31 +61,40 @@ def bench_text() -> None:
 def bench_speech(count: int) -> None:
     from pocketsphinx import Decoder
 
-    from fluorosam_ros.language.audio import Voice, pad, synthesize
-    from fluorosam_ros.language.speech import SpeechRecognizer
+    from fluorosam_ros.language.audio import RoomNoise, Voice, mix_at_snr, pad, synthesize
+    from fluorosam_ros.language.speech import SpeechConfig, SpeechRecognizer
 
     commands = [c for c in load_commands() if c.text.strip() and c.kind != "not_understood"][::7][:count]
-    recognizer = SpeechRecognizer()
+    noise = RoomNoise(seed=0)
+    clean = [pad(synthesize(c.text, Voice("en-us", 150))) for c in commands]
+    noisy = [mix_at_snr(a, noise.segment(len(a)), 10.0) for a in clean]
+    systems = {"ours (command language model)": SpeechRecognizer(),
+               "ours, first design (JSGF grammar)": SpeechRecognizer(config=SpeechConfig(search="grammar", nbest=0,
+                                                                                             language_weight=6.5))}
     generic = Decoder(loglevel="FATAL", dither=True, seed=7)
-    ours, theirs, ours_ok, theirs_ok = [], [], 0, 0
-    for c in commands:
-        audio = pad(synthesize(c.text, Voice("en-us", 150)))
-        t = time.perf_counter()
-        result = recognizer.recognize(audio)
-        ours.append((time.perf_counter() - t) * 1e3)
-        ours_ok += result.accepted and normalize_command(result.text) == normalize_command(c.text)
-        t = time.perf_counter()
+
+    def peer(audio):
         generic.start_utt()
         generic.process_raw(audio.tobytes(), False, True)
         generic.end_utt()
         hyp = generic.hyp()
-        theirs.append((time.perf_counter() - t) * 1e3)
-        theirs_ok += hyp is not None and normalize_command(hyp.hypstr) == normalize_command(c.text)
+        return hyp.hypstr if hyp else ""
+
     n = len(commands)
-    print(f"speech, {n} utterances (clean, en-us@150)")
-    print(f"  ours (grammar + phone-loop check): {ours_ok}/{n} exact words, {_ms(ours)}")
-    print(f"  peer (pocketsphinx generic LM): {theirs_ok}/{n} exact words, {_ms(theirs)}")
-    print(f"  ratio: median decode time ours/peer = {statistics.median(ours) / statistics.median(theirs):.2f}")
+    for condition, audios in (("clean", clean), ("room noise 10 dB SNR", noisy)):
+        print(f"speech, {n} utterances ({condition}, en-us@150)")
+        medians = {}
+        for name, recognizer in list(systems.items()) + [("peer (pocketsphinx generic LM)", None)]:
+            times, exact = [], 0
+            for c, audio in zip(commands, audios):
+                t = time.perf_counter()
+                text = recognizer.recognize(audio).raw_text if recognizer is not None else peer(audio)
+                times.append((time.perf_counter() - t) * 1e3)
+                exact += normalize_command(text) == normalize_command(c.text)
+            medians[name] = statistics.median(times)
+            print(f"  {name}: {exact}/{n} exact words, {_ms(times)}")
+        ours, peer_name = "ours (command language model)", "peer (pocketsphinx generic LM)"
+        print(f"  ratio: median decode time ours/peer = {medians[ours] / medians[peer_name]:.2f}")
 
 
 def main() -> None:

@@ -1,18 +1,23 @@
-"""Offline speech recognition for commands: pocketsphinx with a JSGF grammar built from the
-same vocabulary and command words the text parser uses, plus out-of-grammar rejection.
+"""Offline speech recognition for commands: pocketsphinx with a language model of our commands,
+built from the same vocabulary and phrase lists the text parser uses, plus a gate on actions.
 
-Why a grammar: pocketsphinx's generic language model turns short commands into nonsense
-("take a shot" -> "do you kill shot"); a grammar of our commands decodes them exactly.
+Search. The default search is a trigram model (`lm.py`) of a seeded corpus drawn from
+`corpus_rules` (the parser's phrase lists and every spoken form of the anatomy vocabulary;
+never the evaluation set). Its best word string goes through the same parser as typed text.
+The first design, a strict JSGF grammar (`build_grammar`, search="grammar"), is kept for
+comparison: on noisy synthetic speech its paths often ended partially ("stop" -> "stop the"),
+it took seconds per utterance, and it was less exact (README, issue 5).
 
-Why rejection is needed: a grammar forces a match, so off-topic speech comes out as some
-command. Each utterance is therefore decoded twice on the same features:
-- by the grammar, and
-- by a free phone loop (allphone search with the shipped phonetic LM), which fits any speech.
-For speech that the grammar covers, both paths explain the audio about equally well; for
-speech outside it, the grammar's path is much worse. The per-frame log-score gap (grammar minus
-phone loop, in natural-log units) is compared with `reject_gap`; below it the recogniser
-returns nothing. The recognised text then goes through the same parser as typed text, whose
-own confidence gate applies as well.
+Gate. The acoustic model fits espeak-ng's synthetic voices poorly, so a decoded string is often
+wrong; an intent that moves the C-arm or fires must therefore pass (see `parse_recognition`):
+- an acoustic fit per speech frame (pocketsphinx scores each frame against its best senone, so
+  a path's score is already relative to an unconstrained phone sequence) of `motion_gap`;
+- the parser's confidence `motion_confidence` (no unexplained words);
+- agreement: `motion_agreement` of the N-best word strings read as the same intent and slots.
+Utterances whose fit is below `reject_gap` are not accepted at all. Stop and where are never
+gated beyond that: stopping on a misheard word is safe. A comparison against a free phone
+loop (allphone search), the first rejection design, gave no usable score: its path scores
+are normalised the same way and came out ~0 for every utterance.
 
 Audio with exact digital silence (synthetic speech) breaks pocketsphinx's noise estimate and
 CMN (we measured "show me the left femur" -> "show the"); dithering (seeded, so results
@@ -46,13 +51,34 @@ TENS = ("twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "nin
 @dataclass(frozen=True)
 class SpeechConfig:
     sample_rate_hz: int = SAMPLE_RATE
-    reject_gap: float = -0.9          # nat per frame; below: out of grammar (tuned, see README)
-    motion_gap: float = -0.6          # an intent that moves or fires needs at least this gap
+    # Acoustic fit of the decoded words (nat per speech frame, <= 0; see SpeechRecognizer._fit),
+    # thresholds tuned on eval/tuning.yaml (`fluorosam evaluate-language --tune`), not on the
+    # evaluation set.
+    reject_gap: float = -6.0          # below: nothing is accepted (not speech we can read at all)
+    motion_gap: float = -4.5          # an intent that moves or fires needs at least this fit
     reject_enabled: bool = True
     dither_seed: int = 7
+    noise_floor: float = 100.0        # audio quieter than this (RMS, LSB) between words is topped up
     max_utterance_s: float = 15.0
     include_questions: bool = True   # description questions ("which bone is in the left thigh")
-    max_structure_forms: int = 0     # 0 = all the vocabulary's forms
+    max_structure_forms: int = 0     # grammar search: 0 = all the vocabulary's forms
+    search: str = "lm"               # "lm": command n-gram model; "grammar": the strict JSGF grammar
+    language_weight: float = 15.0    # pocketsphinx -lw (its default 6.5 trusts the acoustics more)
+    lm_sentences: int = 40000        # corpus size drawn from corpus_rules
+    lm_order: int = 3
+    lm_seed: int = 0
+    lm_optional_p: float = 0.4       # how often the corpus takes an optional word ("[please]")
+    background_words: int = 0        # frequent English words in the model, for off-topic speech
+    background_mass: float = 0.0     # their share of the unigram probability
+    nbest: int = 10                  # N-best word strings kept in Recognition.details["alternatives"]
+    motion_agreement: float = 0.7    # share of the N-best that must read as the same action ...
+    clear_gap: float = -3.5          # ... unless the fit is at least this good
+    motion_confidence: float = 0.9   # parser confidence an action from speech needs
+    remove_noise: bool = True        # pocketsphinx's spectral noise removal
+    cmn: str = "batch"               # cepstral mean normalisation over the whole utterance
+    frequency_warp: float = 1.0      # vocal tract length normalisation (inverse linear warp); 1 = none
+    decoder_options: str = ""        # more pocketsphinx options, "name=value,name=value" (e.g. "topn=8")
+    cache: bool = True               # keep the built model in ~/.cache/fluorosam_ros/asr
 
 
 @dataclass
@@ -62,7 +88,7 @@ class Recognition:
     text: str
     accepted: bool
     raw_text: str = ""
-    gap: float = math.nan            # grammar minus phone loop, nat per frame
+    gap: float = math.nan            # acoustic fit of the best path, nat per speech frame (<= 0)
     frames: int = 0
     decode_ms: float = 0.0
     reason: str = ""
@@ -132,14 +158,18 @@ def question_phrases(vocabulary: Vocabulary) -> list[str]:
     return phrases
 
 
-def build_grammar(vocabulary: Vocabulary | None = None, config: SpeechConfig | None = None) -> str:
-    """The JSGF command grammar, in the parser's words (P.*_PHRASES) and the vocabulary's."""
+AMOUNT_RULE = "<number> (millimeters | millimeter | mm | centimeters | centimeter | cm)"
+
+
+def command_rules(vocabulary: Vocabulary | None = None, config: SpeechConfig | None = None
+                  ) -> tuple[str, dict[str, str]]:
+    """(public expansion, rules) of the strict command grammar, in JSGF syntax."""
     vocabulary = vocabulary or default_vocabulary()
     config = config or SpeechConfig()
     structures = structure_phrases(vocabulary, config.max_structure_forms)
     # <structure> is referenced ONCE: pocketsphinx expands every reference into its own copy
     # of the finite-state graph, and five copies of ~1,700 phrases took minutes to compile.
-    amount = "<number> (millimeters | millimeter | mm | centimeters | centimeter | cm)"
+    amount = AMOUNT_RULE
     rules = {
         "polite": "please | can you | could you | okay | let us | i would like to | i want to",
         "digit": " | ".join(UNITS),
@@ -180,9 +210,180 @@ def build_grammar(vocabulary: Vocabulary | None = None, config: SpeechConfig | N
     }
     public = "<stop> | [<polite>] (<with_structure> | <view_only> | <move> | <rotate> | <tilt> | <zoom> | " \
              "<collimate> | <acquire> | <undo>) [please]"
+    return public, rules
+
+
+def build_grammar(vocabulary: Vocabulary | None = None, config: SpeechConfig | None = None) -> str:
+    """The JSGF command grammar, in the parser's words (P.*_PHRASES) and the vocabulary's."""
+    public, rules = command_rules(vocabulary, config)
     lines = ["#JSGF V1.0;", "grammar commands;", f"public <command> = {public};"]
     lines += [f"<{name}> = {body};" for name, body in rules.items()]
     return "\n".join(lines) + "\n"
+
+
+# ------------------------------------------------------------------------------------------
+# The language model: a corpus drawn from a broad command grammar (the parser's phrase lists
+# and the vocabulary's forms), counted into a trigram model by `lm.py`
+# ------------------------------------------------------------------------------------------
+
+# The forms people say, for the language model (size costs nothing here, unlike the JSGF):
+# every laterality order but "left-sided", numbered forms except written ordinals ("3rd").
+LM_SOURCES = {"display", "base", "synonym", "lay", "abbreviation", "numbered", "plural", "member_noun"}
+LM_VARIANTS = {"plain", "prefix", "suffix", "on_the", "on_side"}
+LM_WRITTEN_NUMBERED = {"numbered:ordnum", "numbered:ordnum_short", "numbered:ordnum_side",
+                       "numbered:region_digit"}   # "3rd lumbar"; "lumbar 3" = "lumbar three"
+# Where an entry's probability goes among its forms (the rest share weight 1 each).
+LM_FORM_WEIGHTS = {"display": 3.0, "base": 2.0, "lay": 2.0, "abbreviation": 2.0, "plural": 1.5}
+
+
+def lm_structure_phrases(vocabulary: Vocabulary) -> dict[str, float]:
+    """Spoken phrase -> weight; every entry gets weight 1 in total, split among its forms."""
+    weights: dict[str, float] = {}
+    for name in vocabulary.names():
+        forms = []
+        for form in vocabulary.forms(name):
+            if form.source not in LM_SOURCES or form.variant not in LM_VARIANTS or form.origin in LM_WRITTEN_NUMBERED:
+                continue
+            spoken = _spoken(form.text)
+            if spoken and re.fullmatch(r"[a-z0-9 ]+", spoken) and not re.search(r"\d(st|nd|rd|th)\b", spoken):
+                weight = LM_FORM_WEIGHTS.get(form.source, 1.0) * (1.0 if form.variant in ("plain", "prefix") else 0.5)
+                forms.append((spoken, weight))
+        total = sum(w for _, w in forms)
+        for spoken, weight in forms:
+            weights[spoken] = weights.get(spoken, 0.0) + weight / total
+    return weights
+
+
+def _weighted(phrases: dict[str, float]) -> str:
+    return " | ".join(f"/{w:.4g}/ {p}" for p, w in sorted(phrases.items()) if w > 0)
+
+
+def _spoken_list(phrases) -> str:
+    """JSGF alternatives of parser phrases that can be said as words (no digits)."""
+    return _alternatives(p for p in (_say(t) for t in phrases) if p)
+
+
+# Typed spellings in the parser's lists that nobody says ("stopp", "dont" without apostrophe,
+# letter-spaced "a p"); the language model has the spoken words instead.
+TYPED_ONLY = frozenset({"stopp", "dont", "lets", "c", "p", "a p", "p a", "xray now", "degs", "deg", "mils",
+                        "millis", "centi", "centis", "lat"})
+
+
+def _say(text: str) -> str:
+    words = normalize(text).split()
+    if not words or any(w.isdigit() for w in words) or " ".join(words) in TYPED_ONLY or \
+            any(w in TYPED_ONLY and len(w) > 1 for w in words):
+        return ""
+    return " ".join(words)
+
+
+def corpus_rules(vocabulary: Vocabulary | None = None) -> dict[str, str]:
+    """The broad grammar the language model's corpus is drawn from (start rule: <sentence>).
+
+    Built from the text parser's phrase lists (what it understands) and the vocabulary (every
+    spoken form, the descriptions for questions), never from the evaluation set."""
+    vocabulary = vocabulary or default_vocabulary()
+    questions = sorted(set(question_phrases(vocabulary)))
+    directions = [p for ps in P.DIRECTION_PHRASES.values() for p in ps]
+    views = [p for ps in P.VIEW_PHRASES.values() for p in ps]
+    examples = {kind.split(":")[0]: [] for kind in P.EXAMPLES}
+    for kind, texts in P.EXAMPLES.items():
+        examples[kind.split(":")[0]] += list(texts)
+    tilt_dirs = P.DIRECTION_PHRASES["cranial"] + P.DIRECTION_PHRASES["caudal"]
+    rules = {
+        "sentence": "/6/ [<polite>] <show> [<trail>] | /3/ [<polite>] <where> [<trail>] | "
+                    "/2.5/ [<polite>] <move> [<trail>] | /1.5/ [<polite>] <rotate> [<trail>] | "
+                    "/1.2/ [<polite>] <tilt> [<trail>] | /1/ [<polite>] <zoom> [<trail>] | "
+                    "/1.5/ [<polite>] <collimate> [<trail>] | /1.5/ [<polite>] <acquire> [<trail>] | "
+                    "/1/ [<polite>] <undo> [<trail>] | /3/ <stop> | /1/ [<polite>] <view_only> [<trail>] | "
+                    "/0.4/ <negated>",
+        "polite": "please | can you | could you | would you | will you | okay | ok | alright | now | so | and | "
+                  "let us | let's | i would like to | i'd like to | i want to | i need to | can we | could we | "
+                  "just | hey | can i | could i | um | uh",
+        "trail": "please | now | for me | thanks | thank you | again | right now | real quick | quickly",
+        "small": "a little | a bit | a little bit | slightly | a touch | just a touch | a tad | a little more | "
+                 "more | further",
+        "the": "/4/ the | /1/ <NULL>",
+        "digit": " | ".join(UNITS),
+        "number": "/6/ (" + " | ".join(UNITS + TEENS) + ") | /6/ (" + " | ".join(TENS) + ") [<digit>] | "
+                  "/1/ (" + " | ".join(UNITS) + ") point <digit> | /1/ (one | two | three) and a half | "
+                  "/0.5/ a hundred | /0.5/ one hundred [and] [<digit>]",
+        "length_unit": "/3/ millimeters | /2/ mm | /1/ millimeter | /1/ millimetres | /1/ millimetre | "
+                       "/0.5/ mil | /0.5/ mils | /3/ centimeters | /1.5/ cm | /1/ centimeter | /1/ centimetres | "
+                       "/1/ centimetre",
+        "amount": "<number> <length_unit>",
+        "degrees": "[by] <number> [degrees | degree]",
+        "structure": _weighted(lm_structure_phrases(vocabulary)),
+        "modifier": "/6/ <NULL> | /1/ whole | /1/ entire | /0.5/ both",
+        "target": "<the> <modifier> <structure>",
+        "view_name": _spoken_list(views),
+        "view": "/4/ [in] [the | a | an] <view_name> [view | projection] | "
+                "/1/ [with] [a] <number> degree[s] (cranial | caudal) (tilt | angle | angulation) | "
+                "/1/ (cranial | caudal) (tilt | angle | view) [of <number> degrees]",
+        "show_verb": _spoken_list(P.SHOW_PHRASES + ("show me", "let me see", "i want to see", "i need to see",
+                                                    "let us see", "let's see", "let us look at", "let's look at",
+                                                    "have a look at", "can i see", "could i see", "get me over to",
+                                                    "bring up", "take a look at", "xray", "zoom to")),
+        "show": "/6/ <show_verb> <target> [<view>] | /1.5/ <show_verb> [a | an] <view_name> [view] of <target> | "
+                "/1/ <target> [<view>] | /0.5/ <show_verb> <target> in [the] (middle | center | centre) | "
+                "/0.5/ (bring | get | put) <target> (into view | in view | in the middle | in the center)",
+        "where_verb": _spoken_list(P.WHERE_PHRASES + ("show me where", "where's", "point to", "can you find",
+                                                      "can you see", "do you see", "is there")),
+        "question_word": "which | what | what's | which is | what is | what are | which are",
+        "where": "/4/ <where_verb> <target> | /1.5/ (is | are) (that | this | these | those) <target> | "
+                 "/3/ <question_word> <the> <question> | /1/ where (is | are | 's) <target> [located]",
+        "question": _alternatives(questions),
+        "move_verb": _spoken_list(P.MOVE_WORDS) + " | move the table | move the arm | move the c arm | "
+                                                  "go a bit | bring it",
+        "direction": _spoken_list(directions),
+        "move": "/4/ <move_verb> [<small>] <direction> [<amount>] [<small>] | /2/ <move_verb> <amount> <direction> | "
+                "/1/ <move_verb> <direction> by <amount> | /0.5/ <move_verb> [the arm] <direction> <number>",
+        "rotate_verb": "rotate | orbit | swing | turn | spin | roll | rotate the arm | rotate the c arm | "
+                       "orbit the arm | swing the arm",
+        "rotate": "/4/ <rotate_verb> [to the | towards the | toward the] (left | right | lao | rao) [<degrees>] | "
+                  "/2/ <rotate_verb> <degrees> [to the] (left | right | lao | rao) | "
+                  "/1/ (lao | rao) <number> [degrees] | "
+                  "/1/ <rotate_verb> [into | to] (lao | rao) <number>",
+        "tilt_verb": "tilt | angle | angulate | tip | tilt the arm | angle the arm | tilt the c arm | tilt the tube",
+        "tilt_dir": _spoken_list(tilt_dirs),
+        "tilt": "/4/ <tilt_verb> [<small>] <tilt_dir> [<degrees>] | /2/ <tilt_verb> <degrees> <tilt_dir> | "
+                "/1/ <tilt_verb> <tilt_dir> by <number> degrees",
+        "zoom": "/3/ zoom (in | out) [<small>] | /1/ zoom (closer | back out) | " +
+                _spoken_list(P.ZOOM_IN + P.ZOOM_OUT + tuple(examples["zoom"])),
+        "collimate": "/3/ (collimate | collimation | cone) "
+                     "(tighter | wider | in | out | down | more | less | narrower) | "
+                     "/1/ cone down [more] | /2/ (open | remove | widen | narrow | tighten | close) [up] [the] "
+                     "(collimator | collimators | collimation | shutters | field) | "
+                     "/1/ (tighter | wider) collimation | "
+                     "/0.5/ open collimation | /0.5/ full field [of view] | "
+                     "/3/ (collimate | cone down) [on | to | around | onto | in on] <target> | " +
+                     _spoken_list(examples["collimate"]),
+        "acquire": "/4/ " + _spoken_list(P.ACQUIRE_PHRASES + tuple(examples["acquire"])).replace(" | ", " | /4/ ") +
+                   " | /1/ take a [new] (shot | picture | image | film | xray) now | /1/ (shoot | fire | expose) now",
+        "undo": _spoken_list(P.UNDO_PHRASES + tuple(examples["undo"]) + ("go back", "undo that", "undo the last move",
+                                                                        "go back to the previous view")),
+        # stop is the command that matters most and is mostly said bare: "stop" and its common
+        # forms carry most of the rule's probability (a uniform choice gave bare "stop" 4 %)
+        "stop": "/8/ stop | /2/ stop stop | /1/ stop stop stop | /1.5/ stop now | /1/ stop moving | /1/ halt | "
+                "/1/ freeze | /1/ abort | /1/ hold still | /0.5/ hold it | /0.5/ hold on | /1/ don't move | "
+                "/1/ do not move | /0.5/ emergency stop | /0.5/ stop the arm | /0.5/ stop everything | "
+                "/0.5/ stop right there | /0.5/ please stop | /0.5/ wait stop | /0.3/ " +
+                _spoken_list(P.STOP_PHRASES).replace(" | ", " | /0.3/ "),
+        "view_only": "[give me | i want | i need | let's get | switch to | go to] [a | an] <view_name> "
+                     "[view | projection]",
+        "negated": "(do not | don't | never | no | not) (<move> | <rotate> | <tilt> | <zoom> | <acquire> | <show> | "
+                   "<collimate>)",
+    }
+    return rules
+
+
+def corpus_sentences(vocabulary: Vocabulary | None = None, count: int = 40000, seed: int = 0,
+                     optional_p: float = 0.4) -> list[list[str]]:
+    """The seeded training corpus of the command language model (word lists)."""
+    from .lm import sample_sentences
+
+    return [" ".join(s).split() for s in sample_sentences(corpus_rules(vocabulary), "sentence", count, seed,
+                                                          optional_p=optional_p)]
 
 
 def grammar_words(grammar: str) -> list[str]:
@@ -249,27 +450,148 @@ def write_lexicon(lexicon: dict[str, list[str]], path: Path) -> Path:
     return path
 
 
-class SpeechRecognizer:
-    """Grammar decoding with phone-loop rejection; `recognize(samples)` or start/feed/finish.
+LM_FORMAT_VERSION = 1
+DITHER_LSB = 2.0                       # seeded dither on every utterance
+LOG_BASE_NATS = math.log(1.0001)       # pocketsphinx's integer logs are in base 1.0001
+UNDERFLOW_NATS = math.log(5e-324)      # the bindings return exp(score): 0 below this
 
-    One pocketsphinx decoder holds both searches (loading the acoustic model twice cost
-    seconds), with a dictionary of only the grammar's words (the full cmudict costs more)."""
+
+def build_language_model(vocabulary: Vocabulary, config: SpeechConfig, abbreviations=frozenset()
+                         ) -> tuple[str, dict[str, list[str]], list[str], dict[str, str]]:
+    """(ARPA text, lexicon, words without a pronunciation, words pronounced by rule) of the
+    command language model: `config.lm_sentences` sentences of `corpus_rules`, counted into an
+    order-`config.lm_order` backoff model, plus `config.background_words` frequent English words
+    sharing `config.background_mass` of the unigram probability."""
+    from .lm import build_arpa
+
+    sentences = corpus_sentences(vocabulary, config.lm_sentences, config.lm_seed, config.lm_optional_p)
+    words = sorted({w for s in sentences for w in s})
+    lexicon, missing, made = grammar_lexicon(words, abbreviations)
+    if missing:
+        log.warning("no pronunciation for %d corpus words; their sentences left out: %s", len(missing),
+                    ", ".join(missing[:20]))
+        sentences = [s for s in sentences if all(w in lexicon for w in s)]
+    background = {}
+    if config.background_words > 0 and config.background_mass > 0:
+        cmu = read_dictionary(_model_dictionary())
+        background = {w: p for w, p in background_words(config.background_words).items() if w in cmu}
+        for word in background:
+            lexicon.setdefault(word, cmu[word])
+    arpa = build_arpa(sentences, config.lm_order, lexicon=lexicon, background=background,
+                      background_mass=config.background_mass if background else 0.0)
+    return arpa, lexicon, missing, made
+
+
+FEATURE_PARAMS = Path("en-us") / "feat.params"
+
+
+def _feature_params(directory: Path, overrides: dict[str, str]) -> Path:
+    """The acoustic model's feat.params with `overrides` (pocketsphinx reads cmn and
+    remove_noise from this file, over any value passed to the decoder)."""
+    from pocketsphinx import get_model_path
+
+    params: dict[str, str] = {}
+    source = Path(get_model_path()) / "en-us" / FEATURE_PARAMS
+    for line in source.read_text().splitlines():
+        parts = line.split(None, 1)
+        if len(parts) == 2 and parts[0].startswith("-"):
+            params[parts[0][1:]] = parts[1].strip()
+    params.update(overrides)
+    path = directory / "feat.params"
+    path.write_text("".join(f"-{key} {value}\n" for key, value in params.items()), encoding="utf-8")
+    return path
+
+
+def background_words(count: int) -> dict[str, float]:
+    """The `count` most frequent English words (by pocketsphinx's generic unigram model) that
+    have a cmudict pronunciation, word -> probability. For the language model's garbage share."""
+    from pocketsphinx import NGramModel, get_model_path
+
+    if count <= 0:
+        return {}
+    model_dir = Path(get_model_path()) / "en-us"
+    generic = NGramModel.readfile(str(model_dir / "en-us.lm.bin"))
+    words = [w for w in read_dictionary(_model_dictionary()) if re.fullmatch(r"[a-z']+", w)]
+    scored = sorted(((generic.prob([w]), w) for w in words), reverse=True)[:count]
+    # prob() is a log in base 1.0001
+    return {w: math.exp(score * math.log(1.0001)) for score, w in scored}
+
+
+def _options(text: str) -> dict[str, object]:
+    """"topn=8,beam=1e-60" -> {"topn": 8, "beam": 1e-60} (numbers as numbers)."""
+    options: dict[str, object] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, _, value = item.partition("=")
+        try:
+            options[name.strip()] = int(value) if re.fullmatch(r"-?\d+", value.strip()) else float(value)
+        except ValueError:
+            options[name.strip()] = value.strip()
+    return options
+
+
+def _cache_dir() -> Path:
+    import os
+
+    root = os.environ.get("FLUOROSAM_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "fluorosam_ros")
+    return Path(root) / "asr"
+
+
+class SpeechRecognizer:
+    """Command speech -> text, with a confidence gate; `recognize(samples)` or start/feed/finish.
+
+    search "lm" (default): a trigram model of our commands (see `lm.py`, `corpus_rules`),
+    built once and cached on disk; search "grammar": the strict JSGF grammar (the first
+    design, kept for comparison). The dictionary holds only the model's words."""
 
     def __init__(self, vocabulary: Vocabulary | None = None, config: SpeechConfig | None = None) -> None:
         import tempfile
 
-        from pocketsphinx import Decoder, get_model_path  # deferred: optional dependency
+        from pocketsphinx import Decoder  # deferred: optional dependency
 
         self.vocabulary = vocabulary or default_vocabulary()
         self.config = config or SpeechConfig()
+        if self.config.search not in ("lm", "grammar"):
+            raise ValueError(f"unknown search {self.config.search!r}: lm or grammar")
         started = time.perf_counter()
-        self.grammar = build_grammar(self.vocabulary, self.config)
+        self._tmp = tempfile.TemporaryDirectory(prefix="fluorosam_asr_")
+        tmp = Path(self._tmp.name)
         abbreviations = frozenset(normalize(t) for n in self.vocabulary.names()
                                   for t in self.vocabulary.entry(n).abbreviations)
-        lexicon, self.dropped_words, self.added_words = grammar_lexicon(grammar_words(self.grammar), abbreviations)
+        self.dropped_words: list[str] = []
+        self.added_words: dict[str, str] = {}
+        self.grammar = ""
+        if self.config.search == "grammar":
+            search_args, lexicon = self._grammar_search(tmp, abbreviations)
+        else:
+            search_args, lexicon = self._lm_search(tmp, abbreviations)
         if self.added_words:
-            log.info("%d grammar words pronounced by rule (not in %s): %s", len(self.added_words),
+            log.info("%d words pronounced by rule (not in %s): %s", len(self.added_words),
                      PRONUNCIATIONS.name, ", ".join(sorted(self.added_words)[:10]))
+        dictionary = write_lexicon(lexicon, tmp / "commands.dict")
+        features = _feature_params(tmp, {"remove_noise": "yes" if self.config.remove_noise else "no",
+                                         "cmn": self.config.cmn})
+        self._decoder = Decoder(loglevel="FATAL", dither=True, seed=self.config.dither_seed,
+                                samprate=float(self.config.sample_rate_hz), dict=str(dictionary),
+                                featparams=str(features), lw=float(self.config.language_weight),
+                                **search_args, **({"warp_type": "inverse_linear",
+                                                   "warp_params": f"{self.config.frequency_warp:g}"}
+                                                  if self.config.frequency_warp != 1.0 else {}),
+                                **_options(self.config.decoder_options))
+        if self.config.search == "grammar":
+            self._decoder.add_jsgf_string("commands", self.grammar)
+            self._decoder.activate_search("commands")
+        self._logmath = self._decoder.get_logmath()
+        self.words = len(lexicon)
+        self.load_s = time.perf_counter() - started
+        self._buffer: list[np.ndarray] = []
+        log.info("speech recogniser (%s) ready in %.1f s (%d words)", self.config.search, self.load_s, len(lexicon))
+
+    # -- search setup ------------------------------------------------------------------------
+
+    def _grammar_search(self, tmp: Path, abbreviations) -> tuple[dict, dict]:
+        self.grammar = build_grammar(self.vocabulary, self.config)
+        lexicon, self.dropped_words, self.added_words = grammar_lexicon(grammar_words(self.grammar), abbreviations)
         if self.dropped_words:
             pattern = r"\b(" + "|".join(map(re.escape, self.dropped_words)) + r")\b"
             self.grammar = "\n".join(
@@ -280,17 +602,42 @@ class SpeechRecognizer:
                 for line in self.grammar.splitlines()) + "\n"
             log.warning("no pronunciation for %d words; their phrases left out: %s",
                         len(self.dropped_words), ", ".join(self.dropped_words[:20]))
-        self._tmp = tempfile.TemporaryDirectory(prefix="fluorosam_asr_")
-        dictionary = write_lexicon(lexicon, Path(self._tmp.name) / "commands.dict")
-        self._decoder = Decoder(loglevel="FATAL", dither=True, seed=self.config.dither_seed,
-                                samprate=float(self.config.sample_rate_hz), dict=str(dictionary))
-        self._decoder.add_jsgf_string("commands", self.grammar)
-        if self.config.reject_enabled:
-            self._decoder.add_allphone_file("phones", str(Path(get_model_path()) / "en-us" / "en-us-phone.lm.bin"))
-        self._logmath = self._decoder.get_logmath()
-        self.load_s = time.perf_counter() - started
-        self._buffer: list[np.ndarray] = []
-        log.info("speech recogniser ready in %.1f s (%d grammar words)", self.load_s, len(lexicon))
+        return {"lm": None}, lexicon
+
+    def _lm_search(self, tmp: Path, abbreviations) -> tuple[dict, dict]:
+        """Build (or load from the cache) the command language model and its dictionary."""
+        import hashlib
+        import json
+
+        config = self.config
+        key_material = json.dumps({
+            "rules": corpus_rules(self.vocabulary), "sentences": config.lm_sentences, "order": config.lm_order,
+            "seed": config.lm_seed, "optional_p": config.lm_optional_p,
+            "background": [config.background_words, config.background_mass],
+            "pronunciations": PRONUNCIATIONS.read_text(encoding="utf-8") if PRONUNCIATIONS.is_file() else "",
+            "builder": Path(__file__).with_name("lm.py").read_text(encoding="utf-8"),
+            "version": LM_FORMAT_VERSION}, sort_keys=True)
+        key = hashlib.sha256(key_material.encode()).hexdigest()[:16]
+        cache = _cache_dir() / key
+        arpa_path, dict_path = cache / "commands.arpa", cache / "commands.dict"
+        if config.cache and arpa_path.is_file() and dict_path.is_file():
+            lexicon = read_dictionary(dict_path)
+            log.info("command language model from the cache %s", cache)
+            return {"lm": str(arpa_path)}, lexicon
+        arpa, lexicon, self.dropped_words, self.added_words = build_language_model(self.vocabulary, config,
+                                                                                   abbreviations)
+        target = cache if config.cache else tmp
+        try:
+            target.mkdir(parents=True, exist_ok=True)
+            partial = target / f"commands.arpa.{id(self)}.tmp"
+            partial.write_text(arpa, encoding="utf-8")
+            write_lexicon(lexicon, target / "commands.dict")
+            partial.replace(target / "commands.arpa")
+        except OSError as error:   # a read-only home: build in the temporary directory
+            log.warning("cannot cache the language model in %s (%s)", target, error)
+            target = tmp
+            (target / "commands.arpa").write_text(arpa, encoding="utf-8")
+        return {"lm": str(target / "commands.arpa")}, lexicon
 
     # -- streaming ---------------------------------------------------------------------------
 
@@ -307,18 +654,46 @@ class SpeechRecognizer:
 
     # -- one utterance -----------------------------------------------------------------------
 
-    def _decode(self, search: str, audio: bytes):
-        decoder = self._decoder
-        decoder.activate_search(search)
-        decoder.start_utt()
-        decoder.process_raw(audio, False, True)
-        decoder.end_utt()
-        hyp = decoder.hyp()
-        if hyp is None:
-            return None, -math.inf
-        # hyp.score is exp(log score); take the log in pocketsphinx's own log base, then nats
-        score = self._logmath.log(hyp.score) if hyp.score > 0 else -math.inf
-        return hyp.hypstr, score * math.log(1.0001)
+    def _nats(self, value: float) -> float:
+        """A probability the bindings returned (logmath.exp of an integer log) back in nats;
+        an underflowed 0 counts as the smallest double's log."""
+        return self._logmath.log(value) * LOG_BASE_NATS if value > 0 else UNDERFLOW_NATS
+
+    def _fit(self) -> tuple[float, int]:
+        """(acoustic fit of the best path per speech frame, speech frames).
+
+        pocketsphinx scores every frame relative to its best-scoring senone, so a word's
+        acoustic score is already "how much worse than the best unconstrained state sequence"
+        (a phone loop with no constraints at all); off-topic speech forced into command words
+        scores much lower per frame than a command does. Silence and fillers are left out."""
+        total, frames = 0.0, 0
+        for segment in self._decoder.seg():
+            if segment.word.startswith(("<", "[", "+")) or segment.word in ("<sil>", "SIL"):
+                continue
+            total += self._nats(segment.ascore)
+            frames += segment.end_frame - segment.start_frame + 1
+        return (total / frames if frames else -math.inf), frames
+
+    def _with_noise_floor(self, samples: np.ndarray) -> np.ndarray:
+        """The samples with a seeded noise floor. A microphone never delivers exact digital
+        silence; synthetic audio does, and it broke decoding even with pocketsphinx's own dither
+        on (clean "stop" -> "stop the"): a 2 LSB dither always, and, where the audio's own floor
+        (RMS of its quietest 5% of 25 ms frames) is below `noise_floor`, noise topping it up
+        to that level (measured on 36 clean espeak-ng commands: 5/36 exact with the dither
+        alone, 26/36 with a floor of 100 LSB, about -50 dBFS). Audio as noisy as that already
+        gets the dither only, so noisy recordings decode as before."""
+        x = samples.astype(np.float64)
+        rng = np.random.default_rng(self.config.dither_seed)
+        x = x + rng.normal(0.0, DITHER_LSB, x.size)
+        frame = int(0.025 * self.config.sample_rate_hz)
+        if self.config.noise_floor > 0 and x.size >= frame:
+            energies = np.sort(np.mean(samples[:x.size // frame * frame].astype(np.float64).reshape(-1, frame) ** 2,
+                                       axis=1))
+            level = float(np.sqrt(np.mean(energies[:max(1, len(energies) // 20)])))
+            if level < self.config.noise_floor:
+                top_up = np.sqrt(self.config.noise_floor ** 2 - level ** 2)
+                x = x + np.random.default_rng(self.config.dither_seed + 1).normal(0.0, top_up, x.size)
+        return np.clip(x, -32768, 32767).astype(np.int16)   # truncation, as before the floor existed
 
     def recognize(self, samples: np.ndarray) -> Recognition:
         """Decode one utterance (int16 mono at the configured rate)."""
@@ -329,42 +704,77 @@ class SpeechRecognizer:
         if samples.size > limit:
             return Recognition("", False, reason=f"utterance longer than {self.config.max_utterance_s:g} s")
         started = time.perf_counter()
-        # A microphone never delivers exact digital silence; synthetic audio does, and it broke
-        # decoding even with pocketsphinx's own dither on (clean "stop" -> "stop the"). Add a
-        # seeded noise floor of ~2 LSB so results repeat.
-        floor = np.random.default_rng(self.config.dither_seed).normal(0.0, 2.0, samples.size)
-        audio = np.clip(samples.astype(np.float64) + floor, -32768, 32767).astype(np.int16).tobytes()
-        text, grammar_score = self._decode("commands", audio)
-        frames = self._decoder.n_frames()
-        gap = math.nan
-        if text and self.config.reject_enabled:
-            _, phone_score = self._decode("phones", audio)
-            gap = (grammar_score - phone_score) / max(frames, 1)
+        audio = self._with_noise_floor(samples).tobytes()
+        decoder = self._decoder
+        decoder.start_utt()
+        decoder.process_raw(audio, False, True)
+        decoder.end_utt()
+        hyp = decoder.hyp()
+        text = " ".join(w for w in (hyp.hypstr.split() if hyp else []) if not w.startswith(("<", "[", "+")))
+        gap, frames = self._fit() if text else (math.nan, 0)
+        alternatives: list[str] = []
+        if text and self.config.nbest > 1:
+            for index, candidate in enumerate(decoder.nbest()):
+                if index >= self.config.nbest:
+                    break
+                words = " ".join(w for w in candidate.hypstr.split() if not w.startswith(("<", "[", "+")))
+                if words and words not in alternatives:
+                    alternatives.append(words)
         decode_ms = (time.perf_counter() - started) * 1e3
+        details = {"posterior": float(hyp.prob) if hyp else 0.0, "speech_frames": frames,
+                   "alternatives": alternatives}
+        total_frames = decoder.n_frames()
         if not text:
-            return Recognition("", False, "", gap, frames, decode_ms, "nothing recognised")
+            return Recognition("", False, "", gap, total_frames, decode_ms, "nothing recognised", details)
         if self.config.reject_enabled and not gap >= self.config.reject_gap:
-            return Recognition("", False, text, gap, frames, decode_ms,
-                               f"out of grammar (gap {gap:.2f} < {self.config.reject_gap:.2f} per frame)")
-        return Recognition(text, True, text, gap, frames, decode_ms)
+            return Recognition("", False, text, gap, total_frames, decode_ms,
+                               f"does not sound like a command (fit {gap:.2f} < {self.config.reject_gap:.2f} "
+                               "nat per frame)", details)
+        return Recognition(text, True, text, gap, total_frames, decode_ms, details=details)
 
 
-def parse_recognition(recognition: Recognition, parser: "P.CommandParser", motion_gap: float | None = None):
+def _reading(intent) -> tuple:
+    return (intent.kind,) + tuple(sorted(intent.slots().items()))
+
+
+def parse_recognition(recognition: Recognition, parser: "P.CommandParser", motion_gap: float | None = None,
+                      config: SpeechConfig | None = None):
     """The Intent of a recognition: the parser's reading of accepted text, else not_understood.
 
     Two tiers: any accepted text may give stop, where or not_understood; an intent that moves
-    the C-arm or fires also needs `motion_gap` (a stricter fit), otherwise the user is asked
-    to repeat it, with the reading as the candidate."""
+    the C-arm or fires must also pass three checks, else the user is asked to repeat it (the
+    reading is kept as the candidate):
+    - `motion_gap`: a stricter acoustic fit;
+    - `config.motion_confidence`: the parser's confidence in the heard words (no unexplained
+      word: misrecognitions usually leave some);
+    - `config.motion_agreement`: the share of the decoder's N-best word strings that the parser
+      reads as the SAME intent and slots (a command said clearly keeps its meaning across its
+      alternatives, which differ in fillers; misheard talk changes meaning from one to the next);
+      not needed when the fit reaches `config.clear_gap`."""
     from .intents import not_understood
 
+    config = config or SpeechConfig(motion_agreement=0.0, motion_confidence=0.0)
     if not recognition.accepted:
         intent = not_understood(recognition.raw_text, f"speech not accepted: {recognition.reason}",
                                 source="speech")
-    else:
-        intent = parser.parse(recognition.text, source="speech")
-        if motion_gap is not None and intent.acts and not recognition.gap >= motion_gap:
+        intent.details.update(asr_gap=recognition.gap, asr_ms=recognition.decode_ms)
+        return intent
+    intent = parser.parse(recognition.text, source="speech")
+    agreement = 1.0
+    alternatives = recognition.details.get("alternatives") or []
+    if intent.acts and alternatives and config.motion_agreement > 0:
+        reading = _reading(intent)
+        agreement = sum(_reading(parser.parse(a, source="speech")) == reading for a in alternatives) / len(alternatives)
+    if intent.acts:
+        problem = ""
+        if motion_gap is not None and not recognition.gap >= motion_gap:
+            problem = f"fit {recognition.gap:.2f} < {motion_gap:.2f}"
+        elif intent.confidence < config.motion_confidence:
+            problem = f"confidence {intent.confidence:.2f} < {config.motion_confidence:.2f}"
+        elif agreement < config.motion_agreement and not recognition.gap >= config.clear_gap:
+            problem = f"{100 * agreement:.0f}% of the alternatives agree < {100 * config.motion_agreement:.0f}%"
+        if problem:
             intent = not_understood(recognition.text, f"heard {recognition.text!r} but not clearly enough to act "
-                                    f"(gap {recognition.gap:.2f} < {motion_gap:.2f}); please repeat",
-                                    candidates=(intent.describe(),), source="speech")
-    intent.details.update(asr_gap=recognition.gap, asr_ms=recognition.decode_ms)
+                                    f"({problem}); please repeat", candidates=(intent.describe(),), source="speech")
+    intent.details.update(asr_gap=recognition.gap, asr_ms=recognition.decode_ms, asr_agreement=agreement)
     return intent

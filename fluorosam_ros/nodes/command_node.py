@@ -24,6 +24,7 @@ from std_msgs.msg import Header, String
 
 from fluorosam_ros.language.intents import Intent, not_understood
 from fluorosam_ros.language.parser import CommandParser, ParserConfig
+from fluorosam_ros.language.speech import SpeechConfig
 from fluorosam_ros.msg import AudioChunk
 from fluorosam_ros.msg import Intent as IntentMsg
 
@@ -64,8 +65,11 @@ class CommandNode(Node):
         self.silence_timeout_s = declare(self, "silence_timeout_s", 1.0,
                                          "decode an utterance this long after its last chunk")
         self.max_utterance_s = declare(self, "max_utterance_s", 15.0, "longer audio is refused")
-        reject_gap = declare(self, "reject_gap", -0.9, "out-of-grammar rejection, nat per frame")
-        motion_gap = declare(self, "motion_gap", -0.6, "speech that moves or fires needs this fit")
+        speech_defaults = SpeechConfig()
+        reject_gap = declare(self, "reject_gap", speech_defaults.reject_gap,
+                             "speech whose acoustic fit (nat per frame) is below this is not accepted")
+        motion_gap = declare(self, "motion_gap", speech_defaults.motion_gap,
+                             "speech that moves or fires needs this stricter fit")
         self.frame_id = declare(self, "frame_id", "", "header frame of published intents")
 
         started = time.perf_counter()
@@ -73,7 +77,7 @@ class CommandNode(Node):
         self.parser.warm_up()
         self.recognizer = None
         if self.speech_enabled:
-            from fluorosam_ros.language.speech import SpeechConfig, SpeechRecognizer
+            from fluorosam_ros.language.speech import SpeechRecognizer
 
             self.recognizer = SpeechRecognizer(config=SpeechConfig(
                 sample_rate_hz=self.sample_rate_hz, reject_gap=reject_gap, motion_gap=motion_gap,
@@ -170,7 +174,8 @@ class CommandNode(Node):
         started = time.perf_counter()
         try:
             recognition = self.recognizer.recognize(audio)
-            intent = parse_recognition(recognition, self.parser, self.recognizer.config.motion_gap)
+            intent = parse_recognition(recognition, self.parser, self.recognizer.config.motion_gap,
+                                        self.recognizer.config)
         except Exception as error:
             self.get_logger().error(f"speech decoding failed: {error}")
             intent = not_understood("", f"internal error: {error}", source="speech")

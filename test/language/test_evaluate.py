@@ -43,3 +43,19 @@ def test_text_accuracy_and_safety_on_the_whole_set(commands, record_figure):
     assert summary.false_actions == 0, [f for f in summary.failures if f["got"]["kind"] in K.ACTION_KINDS]
     assert summary.stop_recall == 1.0 and summary.stop_misread == 0
     assert summary.accuracy >= 0.95, summary.failures
+
+
+def test_the_tuning_split_is_disjoint_from_the_evaluation_set(commands):
+    """Speech thresholds are tuned on eval/tuning.yaml plus corpus sentences, never on commands.yaml."""
+    from fluorosam_ros.language.evaluate import tuning_commands
+    from fluorosam_ros.language.parser import CommandParser, ParserConfig
+
+    parser = CommandParser(config=ParserConfig(use_embeddings=False))
+    tuning = tuning_commands(parser, commands=60)
+    evaluation = {c.text.lower().strip(" ?!.") for c in commands}
+    negatives = [c for c in tuning if c.negative and "tuning" in c.tags]
+    assert len(negatives) >= 40 and len(tuning) >= 80
+    overlap = [c.text for c in tuning if c.text.lower() in evaluation and len(c.text.split()) >= 4]
+    assert not overlap, overlap
+    # as text, no off-topic tuning sentence asks for an action
+    assert not [c.text for c in negatives if parser.parse(c.text).acts]

@@ -92,8 +92,8 @@ def test_text_command_gives_the_intent(command):
 @pytest.mark.skipif(not espeak_available(), reason="espeak-ng not installed (scripts/setup.sh)")
 def test_spoken_command_gives_the_intent(command, record_figure):
     client, _, _ = command
-    # A microphone signal: speech plus a room-noise floor at 20 dB SNR (clean synthetic speech
-    # with digital silence is a known ASR failure, tracked in test/language/test_speech.py).
+    # A microphone signal: speech plus a room-noise floor at 20 dB SNR (clean synthetic speech is
+    # covered by `fluorosam say` below and by test/language/test_speech.py).
     speech = pad(synthesize("show me the left femur", Voice("en-us", 150)))
     audio = mix_at_snr(speech, RoomNoise(seed=3, seconds=6, use_babble=False).segment(len(speech)), 20.0)
     started = time.perf_counter()
