@@ -66,6 +66,7 @@ def run_system(ledger, phases: set[str], log_dir: Path) -> None:
         kill_and_restart,
         launched_system,
         read_logs,
+        segments_a_new_frame,
     )
 
     nodes = ("carm_sim", "segmentation_node", "planner_node", "command_node")
@@ -91,12 +92,7 @@ def run_system(ledger, phases: set[str], log_dir: Path) -> None:
                 log("faults: kill/restart segmentation_node, command_node; carm_sim mid-move")
 
                 def segments() -> bool:
-                    if not probe.segment_client.service_is_ready():
-                        return False
-                    probe.acquire(timeout_s=10.0)
-                    probe.spin_for(0.5)
-                    response = probe.segment(text="spine", timeout_s=10.0)
-                    return response is not None and response.success
+                    return segments_a_new_frame(probe)
 
                 def understands() -> bool:
                     intent = probe.text("stop", timeout_s=5.0)

@@ -191,6 +191,30 @@ class Probe(CArmCommander):
         return None
 
 
+def not_up(probe: "Probe", log_dir: Path, command_node: bool = False) -> str:
+    """"" when carm_sim, planner_node and segmentation_node (and command_node) answer; else
+    which did not, with the nodes' logs."""
+    if not probe.wait_until_ready(timeout_s=120) or probe.wait_for_frame(timeout_s=60) is None:
+        return "carm_sim did not come up:\n" + read_logs(log_dir)
+    if not probe.view_client.wait_for_server(timeout_sec=180) \
+            or not probe.segment_client.wait_for_service(timeout_sec=180):
+        return "planner_node or segmentation_node did not come up:\n" + read_logs(log_dir)
+    if command_node and probe.text("stop", timeout_s=120) is None:
+        return "command_node did not come up:\n" + read_logs(log_dir)
+    return ""
+
+
+def segments_a_new_frame(probe: "Probe") -> bool:
+    """A restarted segmentation_node has no frame until the next one (carm_sim publishes frames
+    on request; the planner sends its frame with each request): ask for one, then segment it."""
+    if not probe.segment_client.service_is_ready():
+        return False
+    probe.acquire(timeout_s=10.0)
+    probe.spin_for(0.5)
+    response = probe.segment(text="spine", timeout_s=10.0)
+    return response is not None and response.success
+
+
 def test_frame(size: int, stamp, rng: np.random.Generator | None = None, frame_id: str = "carm_camera") -> Image:
     rng = rng or np.random.default_rng(0)
     pixels = (rng.random((size, size)) * 60000).astype(np.uint16)

@@ -16,7 +16,9 @@ from fluorosam_ros.reliability.system import (
     dead_nodes,
     kill_and_restart,
     launched_system,
+    not_up,
     read_logs,
+    segments_a_new_frame,
     served,
 )
 
@@ -32,12 +34,9 @@ def system(tmp_path_factory):
                          image_size_px=128, time_scale="2.0", speech_enabled="false") as launcher:
         probe = Probe.create("test_faults_probe")
         try:
-            if not probe.wait_until_ready(timeout_s=120) or probe.wait_for_frame(timeout_s=60) is None:
-                pytest.fail("carm_sim did not come up:\n" + read_logs(log_dir))
-            if not probe.view_client.wait_for_server(timeout_sec=180) \
-                    or not probe.segment_client.wait_for_service(timeout_sec=180) \
-                    or probe.text("stop", timeout_s=120) is None:
-                pytest.fail("the system did not come up:\n" + read_logs(log_dir))
+            reason = not_up(probe, log_dir, command_node=True)
+            if reason:
+                pytest.fail(reason)
             yield probe, launcher, log_dir
         finally:
             probe.close()
@@ -53,17 +52,6 @@ def _collimation(state) -> tuple:
     return (c.enabled, c.col_min_px, c.row_min_px, c.col_max_px, c.row_max_px)
 
 
-def _segments(probe) -> bool:
-    """A restarted segmentation_node has no frame until the next one (carm_sim publishes frames
-    on request; the planner sends its frame with each request): ask for one, then segment it."""
-    if not probe.segment_client.service_is_ready():
-        return False
-    probe.acquire(timeout_s=10.0)
-    probe.spin_for(0.5)
-    response = probe.segment(text="spine", timeout_s=10.0)
-    return response is not None and response.success
-
-
 def test_segmentation_restart_keeps_the_rest_running_and_the_state_a_user_expects(system, ledger):
     probe, launcher, log_dir = system
     before_view = probe.settled_state()
@@ -72,7 +60,7 @@ def test_segmentation_restart_keeps_the_rest_running_and_the_state_a_user_expect
     shown = probe.settled_state()
     assert shown.collimation.enabled
 
-    recovered, seconds = kill_and_restart(probe, launcher, ledger, "segmentation_node", lambda: _segments(probe),
+    recovered, seconds = kill_and_restart(probe, launcher, ledger, "segmentation_node", lambda: segments_a_new_frame(probe),
                                           [n for n in NODES if n != "segmentation_node"])
     assert recovered, f"not back after {seconds:.0f} s\n" + read_logs(log_dir)
     # the C-arm kept its pose and collimation; the planner its undo history

@@ -11,7 +11,8 @@ import pytest
 import rclpy
 
 from fluorosam_ros.reliability import Ledger
-from fluorosam_ros.reliability.system import BadInputs, Probe, dead_nodes, good_requests, launched_system, read_logs
+from fluorosam_ros.reliability.system import (BadInputs, Probe, dead_nodes, good_requests, launched_system, not_up,
+                                              read_logs)
 
 pytestmark = [pytest.mark.ros, pytest.mark.timeout(600)]
 
@@ -23,13 +24,9 @@ def system(tmp_path_factory):
                          image_size_px=128, time_scale="10.0", speech_enabled="false") as launcher:
         probe = Probe.create("test_robustness_probe")
         try:
-            if not probe.wait_until_ready(timeout_s=120) or probe.wait_for_frame(timeout_s=60) is None:
-                pytest.fail("carm_sim did not come up:\n" + read_logs(log_dir))
-            if not probe.view_client.wait_for_server(timeout_sec=180) \
-                    or not probe.segment_client.wait_for_service(timeout_sec=180):
-                pytest.fail("planner_node or segmentation_node did not come up:\n" + read_logs(log_dir))
-            if probe.text("stop", timeout_s=120) is None:
-                pytest.fail("command_node did not come up:\n" + read_logs(log_dir))
+            reason = not_up(probe, log_dir, command_node=True)
+            if reason:
+                pytest.fail(reason)
             yield probe, launcher, log_dir
         finally:
             probe.close()

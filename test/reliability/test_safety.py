@@ -17,7 +17,7 @@ import yaml
 
 from fluorosam_ros.action import AcquireView, MoveCArm
 from fluorosam_ros.reliability import ACCEPTED, REFUSED
-from fluorosam_ros.reliability.system import Probe, dead_nodes, launched_system, read_logs
+from fluorosam_ros.reliability.system import Probe, dead_nodes, launched_system, not_up, read_logs
 
 pytestmark = [pytest.mark.ros, pytest.mark.timeout(600)]
 
@@ -37,11 +37,9 @@ def system(tmp_path_factory):
                          speech_enabled="false") as launcher:
         probe = Probe.create("test_safety_probe")
         try:
-            if not probe.wait_until_ready(timeout_s=120) or probe.wait_for_frame(timeout_s=60) is None:
-                pytest.fail("carm_sim did not come up:\n" + read_logs(log_dir))
-            if not probe.view_client.wait_for_server(timeout_sec=180) \
-                    or not probe.segment_client.wait_for_service(timeout_sec=180):
-                pytest.fail("planner_node or segmentation_node did not come up:\n" + read_logs(log_dir))
+            reason = not_up(probe, log_dir, command_node=False)
+            if reason:
+                pytest.fail(reason)
             yield probe, launcher, log_dir
         finally:
             probe.close()
