@@ -23,7 +23,9 @@ from ..twin.patient import PatientError
 from .collimation import check_coverage
 from .anatomy import Target, UnknownStructure, resolve_target
 from .config import PlannerConfig
+from .image_registration import ImageRegistrar, ImageRegistrationResult
 from .localisation import localise_fused, localise_image_only, localise_twin
+from .registration import silhouette_dice
 from .plan import ViewPlan, mask_centring, plan_view
 from .safety import PlanningInputError
 from .structure import LocalisedStructure
@@ -139,6 +141,15 @@ class ViewAcquisition:
         self.prior = prior
         if self.config.localisation_mode in ("twin", "fused") and prior is None:
             raise PlanningInputError(f"localisation mode {self.config.localisation_mode!r} needs the twin prior")
+        self._registrar: ImageRegistrar | None = None
+
+    @property
+    def image_registrar(self) -> ImageRegistrar | None:
+        """Registers the twin's CT to the frames (fused mode); built on first use."""
+        if (self._registrar is None and self.prior is not None and self.config.image_registration.enabled
+                and self.config.localisation_mode == "fused"):
+            self._registrar = ImageRegistrar(self.prior.patient, self.config.image_registration)
+        return self._registrar
 
     def resolve(self, structure: str) -> Target:
         if self.prior is not None:
@@ -176,6 +187,8 @@ class _Loop:
         self.owner, self.request, self.feedback, self.cancelled = owner, request, feedback, cancelled
         self.config = owner.config
         self.views: list[PosedMask] = []
+        self.frames: list[Frame] = []      # every frame of this request, for image registration
+        self.image_registration: ImageRegistrationResult | None = None
         self.acquisitions = 0
         self.seconds: dict[str, float] = {}
         self.structure: LocalisedStructure | None = None
@@ -202,13 +215,13 @@ class _Loop:
     # ---- stages --------------------------------------------------------------------------
     def current_frame(self) -> Frame:
         frame = self.owner.carm.latest_frame()
-        if frame is not None:
-            return frame
-        self.stage("acquire", "no frame yet: acquiring one")
-        frame = self.timed("move", self.owner.carm.acquire)
         if frame is None:
-            raise AcquisitionError("no_frame", "no image from the C-arm to start from")
-        self.acquisitions += 1
+            self.stage("acquire", "no frame yet: acquiring one")
+            frame = self.timed("move", self.owner.carm.acquire)
+            if frame is None:
+                raise AcquisitionError("no_frame", "no image from the C-arm to start from")
+            self.acquisitions += 1
+        self.frames.append(frame)
         return frame
 
     def segment(self, frame: Frame) -> np.ndarray | None:
@@ -252,22 +265,23 @@ class _Loop:
         if frame is None:
             raise AcquisitionError("no_frame", "the C-arm moved but no image arrived")
         self.acquisitions += 1
+        self.frames.append(frame)
         return frame
 
     def localise(self, first: Frame, mask: np.ndarray | None) -> LocalisedStructure:
         mode, name = self.config.localisation_mode, self.request.structure
         self.stage("localise", mode)
+        if mode == "fused":
+            self.register_frames()
+            if self.image_registered:
+                return self.from_registered_twin()
         prior = self.owner.prior
         if mode == "twin" or (mode == "fused" and mask is None):
             # fused without a mask (the structure is outside this field): go by the twin, and
             # let the refinement step correct it from the next image
             return self.timed("localise", localise_twin, prior, name, 0.5 if mode == "twin" else 0.3)
         if mode == "fused":
-            structure, result = self.timed("localise", localise_fused, prior, name, list(self.views),
-                                           self.config.registration)
-            self.owner.prior = prior.with_registration(result.world_from_twin)
-            self.masks_trusted = bool(result.improved)
-            return structure
+            return self.from_masks()
         if mask is None:
             raise AcquisitionError("not_found", f"'{name}' is not in the current image (image-only "
                                                "localisation cannot search outside the field)")
@@ -275,6 +289,53 @@ class _Loop:
             self.second_view(first, mask)
         self.masks_trusted = True
         return self.timed("localise", localise_image_only, name, list(self.views), self.config.hull)
+
+    def from_registered_twin(self) -> LocalisedStructure:
+        """The structure from the twin registered to the images; the masks are only checked
+        against it (they steer refinement and judging when they agree)."""
+        prior, name = self.owner.prior, self.request.structure
+        structure = self.timed("localise", localise_twin, prior, name, self.image_registration.similarity)
+        dice = [silhouette_dice(prior, name, view) for view in self.views]
+        self.masks_trusted = bool(dice) and min(dice) >= self.config.registration.min_aligned_dice
+        if dice:
+            log.info("AcquireView %s: the masks %s the image-registered twin (silhouette Dice %s)", name,
+                     "agree with" if self.masks_trusted else "do not match", ", ".join(f"{d:.2f}" for d in dice))
+        return structure
+
+    def from_masks(self) -> LocalisedStructure:
+        """The twin re-registered to the masks (silhouette alignment), when the images alone
+        could not register it."""
+        prior = self.owner.prior
+        structure, result = self.timed("localise", localise_fused, prior, self.request.structure, list(self.views),
+                                       self.config.registration)
+        self.owner.prior = prior.with_registration(result.world_from_twin)
+        self.masks_trusted = bool(result.improved)
+        return structure
+
+    @property
+    def image_registered(self) -> bool:
+        return self.image_registration is not None and self.image_registration.improved
+
+    def register_frames(self) -> None:
+        """Fused mode: align the twin's CT to this request's frames (intensity 2-D/3-D
+        registration), before any mask is consulted; a rejected alignment changes nothing."""
+        registrar = self.owner.image_registrar
+        if registrar is None or not self.frames:
+            return
+        prior = self.owner.prior
+        centre = prior.localise(self.target.name).centroid_world
+        frames = [(frame.image, frame.state) for frame in self.frames[-self.config.image_registration.max_frames:]]
+        self.stage("localise", f"registering the twin to {len(frames)} frame(s)")
+        try:
+            result = self.timed("register", registrar.register, prior.world_from_twin, frames, centre)
+        except PlanningInputError as error:  # a frame it cannot use: go on without it
+            log.warning("image registration skipped: %s", error)
+            return
+        if result.improved:
+            self.owner.prior = prior.with_registration(result.world_from_twin)
+            self.image_registration = result
+        elif self.image_registration is None:
+            self.image_registration = result
 
     def second_view(self, first: Frame, mask: np.ndarray) -> None:
         geometry = first.state.geometry
@@ -350,10 +411,12 @@ class _Loop:
 
     def needs_refinement(self, frame: Frame, mask: np.ndarray | None) -> bool:
         mode = self.config.localisation_mode
-        if mask is None or mode == "twin":
+        if mode == "twin":
             return False
-        if mode == "fused" and not self.masks_trusted:
-            return True  # a new view of the target: try the registration again with it
+        if mode == "fused" and not self.masks_trusted and (mask is not None or self.owner.image_registrar is not None):
+            return True  # a new view of the target: try the registrations again with it
+        if mask is None:
+            return False
         _, fraction = mask_centring(mask, frame.state)
         return fraction > self.config.views.max_centring_fraction / 2
 
@@ -362,13 +425,17 @@ class _Loop:
         when that changes the target pose (otherwise there is nothing to move for)."""
         self.stage("refine", f"{len(self.views)} view(s)")
         mode = self.config.localisation_mode
-        if mode == "fused" and self.views:
-            self.structure, result = self.timed("localise", localise_fused, self.owner.prior,
-                                                self.request.structure, list(self.views), self.config.registration)
-            self.owner.prior = self.owner.prior.with_registration(result.world_from_twin)
-            self.masks_trusted = bool(result.improved)
-            if not result.improved:
-                return False
+        if mode == "fused":
+            previous = self.image_registration
+            self.register_frames()
+            if self.image_registration is not previous and self.image_registered:
+                self.structure = self.from_registered_twin()
+            elif self.image_registered or not self.views:
+                return False  # nothing new: the images agree with the registration already
+            else:
+                self.structure = self.from_masks()
+                if not self.masks_trusted:
+                    return False
         elif mode == "image" and len(self.views) >= 2:
             self.structure = self.timed("localise", localise_image_only, self.request.structure,
                                         list(self.views), self.config.hull)
@@ -397,6 +464,9 @@ class _Loop:
             return self.outcome(False, "; ".join(problems), "off_target")
         if m["centring_source"] == "image":
             return self.outcome(True, "shown and collimated")
+        if self.image_registered:
+            return self.outcome(True, "shown and collimated where the twin, registered to the images, puts it "
+                                      "(the model's mask did not match the twin, so it was not used)")
         return self.outcome(True, "shown and collimated where the twin puts it (the model's mask "
                                   "did not match the twin, so it was not used)")
 

@@ -16,6 +16,7 @@ from typing import Any, Mapping
 import yaml
 
 from .collimation import CollimationPolicy
+from .image_registration import ImageRegistrationConfig
 from .registration import RegistrationConfig
 from .safety import PlanningInputError
 from .twin_prior import RegistrationErrorConfig
@@ -31,6 +32,7 @@ class PlannerConfig:
     localisation_mode: str = "fused"   # image | twin | fused
     twin_hint: bool = False            # prompt the model with text + the twin's projected centroid
     hull: HullConfig = field(default_factory=HullConfig)
+    image_registration: ImageRegistrationConfig = field(default_factory=ImageRegistrationConfig)
     registration: RegistrationConfig = field(default_factory=RegistrationConfig)
     twin_error: RegistrationErrorConfig = field(default_factory=RegistrationErrorConfig)
     views: ViewPlanningConfig = field(default_factory=ViewPlanningConfig)

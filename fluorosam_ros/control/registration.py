@@ -27,6 +27,7 @@ from typing import Mapping, Sequence
 import numpy as np
 from scipy import ndimage, optimize
 
+from ..geometry.camera import CameraProjection
 from ..geometry.transforms import apply, rigid, rotation_about_axis
 from .safety import PlanningInputError, finite_scalar
 from .twin_prior import TwinPrior
@@ -84,9 +85,12 @@ class _Target:
     views: list[PosedMask]
 
 
-def _correction(params: np.ndarray, centre: np.ndarray, config: RegistrationConfig) -> np.ndarray:
-    translation = params[:3] * config.translation_scale_mm
-    rotation_vector = np.radians(params[3:] * config.rotation_scale_deg)
+def rigid_correction(params: np.ndarray, centre: np.ndarray, translation_scale_mm: float,
+                     rotation_scale_deg: float) -> np.ndarray:
+    """world_from_world for optimiser parameters (3 translations, then a rotation vector, in
+    units of the scales): rotate about `centre`, then translate."""
+    translation = params[:3] * translation_scale_mm
+    rotation_vector = np.radians(params[3:] * rotation_scale_deg)
     angle = float(np.linalg.norm(rotation_vector))
     rotation = np.eye(3) if angle < 1e-12 else rotation_about_axis(rotation_vector, angle)
     return rigid(translation=centre + translation) @ rigid(rotation) @ rigid(translation=-centre)
@@ -139,6 +143,13 @@ def _full_dice(points_world: np.ndarray, view: PosedMask, spacing_mm: float) -> 
     return dice(reproject_points(points_world, camera, closing) & view.valid_region(), view.mask)
 
 
+def silhouette_dice(prior: TwinPrior, name: str, view: PosedMask) -> float:
+    """Dice between the twin structure's projection (under `prior`'s registration) and a mask:
+    whether the mask shows what the twin says is there."""
+    points, spacing = prior.structure_points_twin(name)
+    return _full_dice(apply(prior.world_from_twin, points), view, spacing)
+
+
 def _centroid_shift(targets: Sequence[_Target], images: Sequence[Sequence[_ViewImage]],
                     sigma: float) -> np.ndarray:
     """Least-squares 3-D translation that moves each projected silhouette's centroid onto its
@@ -168,12 +179,12 @@ def _centroid_shift(targets: Sequence[_Target], images: Sequence[Sequence[_ViewI
     return shift
 
 
-def observable_translation_axes(views: Sequence[PosedMask]) -> np.ndarray:
+def observable_translation_axes(cameras: Sequence[CameraProjection]) -> np.ndarray:
     """Orthonormal rows spanning the translations the views can observe: all three, or, when
     every beam is within `SINGLE_DIRECTION_DEG` of the first (either sense), the two across it."""
-    if not views:
+    if not cameras:
         return np.eye(3)
-    rays = np.array([np.asarray(v.camera.principal_ray_world, dtype=float) for v in views])
+    rays = np.array([np.asarray(camera.principal_ray_world, dtype=float) for camera in cameras])
     rays /= np.linalg.norm(rays, axis=1, keepdims=True)
     folded = np.degrees(np.arccos(np.clip(np.abs(rays @ rays[0]), 0.0, 1.0)))
     if np.any(folded > SINGLE_DIRECTION_DEG):
@@ -216,7 +227,7 @@ def register_to_masks(prior: TwinPrior, observations: Mapping[str, Sequence[Pose
     def score(params: np.ndarray, level: int) -> float:
         nonlocal evaluations
         evaluations += 1
-        correction = _correction(params, centre, config)
+        correction = rigid_correction(params, centre, config.translation_scale_mm, config.rotation_scale_deg)
         values = []
         for target, view_images in zip(targets, images):
             moved = apply(correction, target.points_world)
@@ -226,8 +237,8 @@ def register_to_masks(prior: TwinPrior, observations: Mapping[str, Sequence[Pose
         return float(np.mean(values))
 
     # the optimiser's parameters: translation along the observable axes (3, or 2 across a
-    # single beam direction) and the rotation vector; `full` maps them to the 6 of `_correction`
-    axes = observable_translation_axes([v for t in targets for v in t.views])
+    # single beam direction) and the rotation vector; `full` maps them to the 6 of `rigid_correction`
+    axes = observable_translation_axes([v.camera for t in targets for v in t.views])
     k = len(axes)
 
     def full(reduced: np.ndarray) -> np.ndarray:
@@ -236,7 +247,7 @@ def register_to_masks(prior: TwinPrior, observations: Mapping[str, Sequence[Pose
     params = np.zeros(k + 3)
     # 1. translation from the centroids (twice: the linearisation is refined once)
     for _ in range(2):
-        correction = _correction(full(params), centre, config)
+        correction = rigid_correction(full(params), centre, config.translation_scale_mm, config.rotation_scale_deg)
         moved = [_Target(apply(correction, t.points_world), t.views) for t in targets]
         params[:k] += axes @ _centroid_shift(moved, images, config.blur_sigmas_px[0]) / config.translation_scale_mm
     if score(full(params), 0) < score(np.zeros(6), 0):
@@ -251,7 +262,7 @@ def register_to_masks(prior: TwinPrior, observations: Mapping[str, Sequence[Pose
                                    options={"maxfev": config.max_evaluations_per_level, "xtol": 1e-2, "ftol": 1e-5})
         params = np.asarray(result.x, dtype=float)
 
-    correction = _correction(full(params), centre, config)
+    correction = rigid_correction(full(params), centre, config.translation_scale_mm, config.rotation_scale_deg)
     spacing = float(np.mean(spacings))
     before, after = [], []
     for target in targets:

@@ -75,11 +75,11 @@ def test_one_beam_direction_holds_the_depth(default_patient, patient_carm, rende
     geometry = CArmGeometry(patient_carm)
     views = _posed(truth_prior, geometry, patient_carm, render_masks, "vertebrae_L1", view_names=("ap",))
     ray = np.asarray(views["vertebrae_L1"][0].camera.principal_ray_world)
-    axes = observable_translation_axes(views["vertebrae_L1"])
+    axes = observable_translation_axes([v.camera for v in views["vertebrae_L1"]])
     assert axes.shape == (2, 3) and np.allclose(axes @ ray, 0.0, atol=1e-9)
     assert np.allclose(axes @ axes.T, np.eye(2), atol=1e-9)
     two = _posed(truth_prior, geometry, patient_carm, render_masks, "vertebrae_L1")["vertebrae_L1"]
-    assert np.allclose(observable_translation_axes(two), np.eye(3))
+    assert np.allclose(observable_translation_axes([v.camera for v in two]), np.eye(3))
 
     prior = TwinPrior.with_injected_error(default_patient, RegistrationErrorConfig(15.0, 5.0, 3), "vertebrae_L1")
     config = RegistrationConfig(max_points=3000, max_evaluations_per_level=150)
