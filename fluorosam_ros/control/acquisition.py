@@ -313,6 +313,13 @@ class _Loop:
         return structure
 
     @property
+    def localisation_checked(self) -> bool:
+        """Whether the localisation rests on the images: the masks themselves (image mode), the
+        twin registered to the frames, or the twin aligned to masks it explains."""
+        mode = self.config.localisation_mode
+        return mode == "image" or (mode == "fused" and (self.image_registered or self.masks_trusted))
+
+    @property
     def image_registered(self) -> bool:
         return self.image_registration is not None and self.image_registration.improved
 
@@ -348,8 +355,12 @@ class _Loop:
     def plan_for(self, structure: LocalisedStructure, current: CArmState) -> ViewPlan:
         self.stage("plan", f"view '{self.request.view or 'current'}'")
         config = self.config
-        if self.request.margin_mm > 0:
-            config = replace(config, collimation=replace(config.collimation, margin_mm=self.request.margin_mm))
+        margin = self.request.margin_mm
+        if margin <= 0 and not self.localisation_checked:
+            # the twin's registration error is unknown: collimate wider rather than cut the target
+            margin = max(config.collimation.margin_mm, config.collimation.unregistered_margin_mm)
+        if margin > 0:
+            config = replace(config, collimation=replace(config.collimation, margin_mm=margin))
         angle = None if math.isnan(self.request.angle_deg) else self.request.angle_deg
         view = self.request.view or keep_direction(current)
         plan = self.timed("plan", plan_view, structure, view, current, config, angle)

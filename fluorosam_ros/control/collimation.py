@@ -28,7 +28,9 @@ from .structure import LocalisedStructure
 @dataclass(frozen=True)
 class CollimationPolicy:
     enabled: bool = True
-    margin_mm: float = 10.0       # around the target's projection, measured at the isocenter plane
+    margin_mm: float = 5.0        # around the target's projection, measured at the isocenter plane,
+    #                               when the localisation was checked against the images
+    unregistered_margin_mm: float = 15.0  # ... when it was not (the twin's registration as given)
     min_size_mm: float = 30.0     # smallest field side, at the isocenter plane
     use_box: bool = False         # project the oriented box's corners instead of the hull points
     min_coverage: float = 0.95    # post-acquisition: fraction of the target mask inside the field
@@ -37,6 +39,7 @@ class CollimationPolicy:
 
     def __post_init__(self) -> None:
         finite_scalar("margin_mm", self.margin_mm, minimum=0.0)
+        finite_scalar("unregistered_margin_mm", self.unregistered_margin_mm, minimum=0.0)
         finite_scalar("min_size_mm", self.min_size_mm, minimum=0.0)
         finite_scalar("min_coverage", self.min_coverage, minimum=0.0, maximum=1.0)
         finite_scalar("edge_band_px", self.edge_band_px, minimum=0.0)

@@ -64,7 +64,11 @@ def flatten(config: PlannerConfig) -> dict:
         items = values.items() if isinstance(values, dict) else [(None, values)]
         for key, value in items:
             name = f"{section}.{key}" if key else section
-            flat[name] = [float(v) for v in value] if isinstance(value, (tuple, list)) else value
+            if isinstance(value, (tuple, list)):
+                # ROS arrays are typed: whole-number settings (grid sizes, budgets) stay integers
+                whole = all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+                value = [int(v) for v in value] if whole and value else [float(v) for v in value]
+            flat[name] = value
     return flat
 
 
