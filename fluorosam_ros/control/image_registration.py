@@ -6,7 +6,7 @@ registration error. The frame itself still shows the anatomy (bone, air and soft
 edges), and the twin is a CT of the same patient: a DRR of the twin rendered under the right
 registration lines up with the frame. This module finds that registration, before the masks
 are consulted, as classical 2-D/3-D registration does:
-- the twin's CT is block-averaged to about `voxel_mm` and rendered on a reduced detector grid
+- the twin's CT is block-averaged (to `voxels_mm`, per level) and rendered on a reduced detector grid
   (`resolution_px` per side), a few milliseconds per DRR on one core;
 - the similarity is the gradient correlation (the mean normalised cross-correlation of the
   column and row gradients) inside the frame's exposed field: insensitive to the display
@@ -50,15 +50,15 @@ class ImageRegistrationConfig:
     enabled: bool = True
     resolutions_px: tuple[int, ...] = (32, 64)   # coarse-to-fine: DRR and frame compared on about
     blur_sigmas_px: tuple[float, ...] = (1.5, 0.75)  # this many px per side, blurred by this much
-    search_step_mm: float = 6.0        # the coarse grid search over the translation, before Powell ...
-    search_steps: int = 4              # ... this many steps either side of the prior (per axis)
-    voxel_mm: float = 3.0              # the twin's CT block-averaged to about this spacing
+    search_step_mm: float = 8.0        # the coarse grid search over the translation, before Powell ...
+    search_steps: int = 3              # ... this many steps either side of the prior (per axis)
+    voxels_mm: tuple[float, ...] = (6.0, 3.0)  # per level, the twin's CT block-averaged to about this
     edge_margin_px: int = 2            # reduced pixels left out along the collimator's edges
     min_similarity: float = 0.7        # gradient correlation the aligned DRR must reach
     min_gain: float = 0.02             # ... and its gain over the prior's
     max_translation_mm: float = 60.0
     max_rotation_deg: float = 20.0
-    max_evaluations_per_level: tuple[int, ...] = (300, 150)
+    max_evaluations_per_level: tuple[int, ...] = (200, 100)
     starts: int = 3                    # Powell on the coarsest level from this many best grid points
     aligned_similarity: float = 0.8    # a prior this similar on the coarsest level skips the grid search
     max_frames: int = 2                # the newest frames of a request registered together
@@ -79,7 +79,12 @@ class ImageRegistrationConfig:
                 or min(self.resolutions_px) < 16 or min(self.blur_sigmas_px) < 0 or self.edge_margin_px < 0):
             raise PlanningInputError("one blur sigma (>= 0) and evaluation budget per resolution (>= 16 px), "
                                      "starts >= 1 and edge_margin_px >= 0 are required")
-        for name in ("voxel_mm", "max_translation_mm", "max_rotation_deg", "translation_scale_mm",
+        object.__setattr__(self, "voxels_mm", tuple(float(v) for v in self.voxels_mm))
+        if len(self.voxels_mm) != len(self.resolutions_px):
+            raise PlanningInputError("one voxel size per resolution is required")
+        for voxel in self.voxels_mm:
+            finite_scalar("voxels_mm", voxel, minimum=0.1)
+        for name in ("max_translation_mm", "max_rotation_deg", "translation_scale_mm",
                      "rotation_scale_deg"):
             finite_scalar(name, getattr(self, name), minimum=1e-6)
         finite_scalar("min_similarity", self.min_similarity, minimum=-1.0, maximum=1.0)
@@ -240,17 +245,18 @@ class ImageRegistrar:
         from ..twin.renderer import CpuRenderer  # numba compiles on first use
 
         self.config = config or ImageRegistrationConfig()
-        self.patient = downsampled_patient(patient, self.config.voxel_mm)
-        self.renderer = CpuRenderer(self.patient)
+        by_size = {size: CpuRenderer(downsampled_patient(patient, size)) for size in set(self.config.voxels_mm)}
+        self.renderers = [by_size[size] for size in self.config.voxels_mm]  # per level
 
     def drr(self, camera: CameraProjection, factor: int, world_from_twin: np.ndarray,
-            collimation: Collimation | None = None) -> np.ndarray:
+            collimation: Collimation | None = None, level: int = -1) -> np.ndarray:
         """Line-integral DRR of the twin placed by `world_from_twin`, on the grid `factor` times
-        coarser than `camera`'s, traced inside `collimation` (in that grid's pixels) only."""
+        coarser than `camera`'s, traced inside `collimation` (in that grid's pixels) only, through
+        `level`'s volume."""
         camera = reduced_camera(camera, factor, world_from_twin)
         if collimation is not None:
             collimation = collimation.clipped(camera.sensor_width, camera.sensor_height)
-        return self.renderer.render_camera(camera, collimation, None).line_integral
+        return self.renderers[level].render_camera(camera, collimation, None).line_integral
 
     def register(self, world_from_twin: np.ndarray, frames: Sequence[tuple[np.ndarray, CArmState]],
                  centre_world: np.ndarray) -> ImageRegistrationResult:
@@ -276,7 +282,8 @@ class ImageRegistrar:
             with _single_thread():
                 for image in images:
                     grid = image.levels[level]
-                    values.append(grid.similarity(self.drr(image.camera, grid.factor, candidate, grid.collimation)))
+                    drr = self.drr(image.camera, grid.factor, candidate, grid.collimation, level)
+                    values.append(grid.similarity(drr))
             return values
 
         limits = np.array([config.max_translation_mm / config.translation_scale_mm] * k

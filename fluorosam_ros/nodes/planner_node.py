@@ -11,6 +11,7 @@ frame in the world frame) and /plan/target_collimation. What happened to each re
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import math
 import queue
@@ -108,7 +109,9 @@ class PlannerNode(Node):
         self.device: CArmConfig | None = None
         self.state_msg: CArmStateMsg | None = None
         self.last_state_at = -math.inf              # time.monotonic() of the last valid /carm/state
-        self.history: list[CArmState] = []          # poses before each motion, for undo
+        # poses before each motion, for undo; bounded so that a long session cannot grow it forever
+        self.history: collections.deque[CArmState] = collections.deque(
+            maxlen=max(1, declare(self, "undo_depth", 50, "how many motions 'undo' can go back (>= 1)")))
         self.motions = 0                             # targets sent to the C-arm so far
         self.last_good: CArmState | None = None
         self.active_move = None
