@@ -62,6 +62,7 @@ class ImageRegistrationConfig:
     starts: int = 3                    # Powell on the coarsest level from this many best grid points
     aligned_similarity: float = 0.8    # a prior this similar on the coarsest level skips the grid search
     max_frames: int = 2                # the newest frames of a request registered together
+    threads: int = 0                   # DRR threads (0: every core)
     translation_scale_mm: float = 4.0  # optimiser units: 1 unit = this many mm ...
     rotation_scale_deg: float = 2.0    # ... or this many degrees
 
@@ -75,7 +76,7 @@ class ImageRegistrationConfig:
         object.__setattr__(self, "blur_sigmas_px", tuple(float(v) for v in self.blur_sigmas_px))
         if (not self.resolutions_px or len(self.resolutions_px) != len(self.blur_sigmas_px)
                 or len(self.max_evaluations_per_level) != len(self.resolutions_px) or self.starts < 1
-                or self.max_frames < 1
+                or self.max_frames < 1 or self.threads < 0
                 or min(self.resolutions_px) < 16 or min(self.blur_sigmas_px) < 0 or self.edge_margin_px < 0):
             raise PlanningInputError("one blur sigma (>= 0) and evaluation budget per resolution (>= 16 px), "
                                      "starts >= 1 and edge_margin_px >= 0 are required")
@@ -225,13 +226,17 @@ class _FrameImage:
 
 
 @contextlib.contextmanager
-def _single_thread():
-    """Render the small DRRs on one thread: at a few thousand rays, waking a second thread costs
-    more than it saves (and, on a busy machine, waits for a core)."""
+def _render_threads(threads: int):
+    """Render on `threads` threads (0: numba's default, every core). Two threads halve a DRR's
+    time on an idle machine; on a machine whose cores are all busy, one avoids waiting for a
+    second core at every DRR."""
     import numba
 
+    if threads <= 0:
+        yield
+        return
     previous = numba.get_num_threads()
-    numba.set_num_threads(1)
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
     try:
         yield
     finally:
@@ -279,7 +284,7 @@ class ImageRegistrar:
             evaluations += 1
             candidate = self._candidate(reduced, axes, centre) @ initial
             values = []
-            with _single_thread():
+            with _render_threads(config.threads):
                 for image in images:
                     grid = image.levels[level]
                     drr = self.drr(image.camera, grid.factor, candidate, grid.collimation, level)

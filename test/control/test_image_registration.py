@@ -153,3 +153,19 @@ def test_config_validation_and_ros_float_arrays():
         ImageRegistrationConfig(resolutions_px=(32,), blur_sigmas_px=(1.0, 0.5))
     with pytest.raises(PlanningInputError):
         ImageRegistrationConfig(min_similarity=float("nan"))
+    with pytest.raises(PlanningInputError):
+        ImageRegistrationConfig(threads=-1)
+    with pytest.raises(PlanningInputError):
+        ImageRegistrationConfig(voxels_mm=(3.0,))
+
+
+def test_thread_count_is_restored_after_registration(default_renderer, truth_prior, patient_carm):
+    import numba
+
+    before = numba.get_num_threads()
+    single = ImageRegistrar(truth_prior.patient, ImageRegistrationConfig(threads=1))
+    state = _state(truth_prior, patient_carm, "liver", "ap")
+    centre = truth_prior.localise("liver").centroid_world
+    result = single.register(np.eye(4), [(_frame(default_renderer, state), state)], centre)
+    assert numba.get_num_threads() == before
+    assert result.similarity_before and result.similarity_before[0] > 0.9  # the true registration fits
