@@ -25,7 +25,7 @@ from .anatomy import Target, UnknownStructure, resolve_target
 from .config import PlannerConfig
 from .image_registration import ImageRegistrar, ImageRegistrationResult
 from .localisation import localise_fused, localise_image_only, localise_twin
-from .registration import silhouette_dice
+from .registration import SINGLE_DIRECTION_DEG, silhouette_dice
 from .plan import ViewPlan, mask_centring, plan_view
 from .safety import PlanningInputError
 from .structure import LocalisedStructure
@@ -189,6 +189,7 @@ class _Loop:
         self.views: list[PosedMask] = []
         self.frames: list[Frame] = []      # every frame of this request, for image registration
         self.image_registration: ImageRegistrationResult | None = None
+        self.registered_rays: list[np.ndarray] = []  # beams of the frames the registration used
         self.acquisitions = 0
         self.seconds: dict[str, float] = {}
         self.structure: LocalisedStructure | None = None
@@ -329,9 +330,14 @@ class _Loop:
         registrar = self.owner.image_registrar
         if registrar is None or not self.frames:
             return
+        recent = self.frames[-self.config.image_registration.max_frames:]
+        if self.image_registered and self.no_new_direction(recent):
+            # the new frame looks along a direction already registered: it cannot show more
+            # (the depth along that direction stays unobservable), so the registration stands
+            return
         prior = self.owner.prior
         centre = prior.localise(self.target.name).centroid_world
-        frames = [(frame.image, frame.state) for frame in self.frames[-self.config.image_registration.max_frames:]]
+        frames = [(frame.image, frame.state) for frame in recent]
         self.stage("localise", f"registering the twin to {len(frames)} frame(s)")
         try:
             result = self.timed("register", registrar.register, prior.world_from_twin, frames, centre)
@@ -341,8 +347,19 @@ class _Loop:
         if result.improved:
             self.owner.prior = prior.with_registration(result.world_from_twin)
             self.image_registration = result
+            self.registered_rays = [frame.state.camera().principal_ray_world for frame in recent]
         elif self.image_registration is None:
             self.image_registration = result
+
+    def no_new_direction(self, frames: list[Frame]) -> bool:
+        """True when every frame's beam is within `SINGLE_DIRECTION_DEG` (either sense) of a
+        beam the accepted registration already used."""
+        for frame in frames:
+            ray = frame.state.camera().principal_ray_world
+            folded = [math.degrees(math.acos(min(1.0, abs(float(np.dot(ray, seen)))))) for seen in self.registered_rays]
+            if not folded or min(folded) > SINGLE_DIRECTION_DEG:
+                return False
+        return True
 
     def second_view(self, first: Frame, mask: np.ndarray) -> None:
         geometry = first.state.geometry

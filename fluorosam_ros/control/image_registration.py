@@ -48,7 +48,7 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class ImageRegistrationConfig:
     enabled: bool = True
-    resolutions_px: tuple[int, ...] = (32, 64)   # coarse-to-fine: DRR and frame compared on about
+    resolutions_px: tuple[int, ...] = (32, 48)   # coarse-to-fine: DRR and frame compared on about
     blur_sigmas_px: tuple[float, ...] = (1.5, 0.75)  # this many px per side, blurred by this much
     search_step_mm: float = 8.0        # the coarse grid search over the translation, before Powell ...
     search_steps: int = 3              # ... this many steps either side of the prior (per axis)
