@@ -127,6 +127,7 @@ class PlannerNode(Node):
         self.acquire_client = self.create_client(Trigger, "/carm/acquire", callback_group=clients)
         self.segment_client = self.create_client(Segment, "/segment", callback_group=clients)
         self.loop = ViewAcquisition(RosCArm(self), RosSegmenter(self), self.config, prior)
+        _ = self.loop.image_registrar  # build the twin's reduced CTs now, not in the first request
 
         self.create_subscription(CArmStateMsg, "/carm/state", self._on_state, STATE_QOS, callback_group=clients)
         self.create_subscription(CArmStateMsg, "/carm/image_state", self._on_image_state, RELIABLE_QOS,
