@@ -134,14 +134,16 @@ class ViewAcquisition:
     twin's corrected registration (fused mode) so that later requests start from it."""
 
     def __init__(self, carm: CArmPort, segmenter: SegmenterPort, config: PlannerConfig | None = None,
-                 prior: TwinPrior | None = None) -> None:
+                 prior: TwinPrior | None = None, image_registrar: ImageRegistrar | None = None) -> None:
+        """`image_registrar`: one built for `prior`'s patient with this config's settings, to share
+        between loops (its reduced CTs take a moment to build); by default built on first use."""
         self.carm = carm
         self.segmenter = segmenter
         self.config = config or PlannerConfig()
         self.prior = prior
         if self.config.localisation_mode in ("twin", "fused") and prior is None:
             raise PlanningInputError(f"localisation mode {self.config.localisation_mode!r} needs the twin prior")
-        self._registrar: ImageRegistrar | None = None
+        self._registrar = image_registrar
 
     @property
     def image_registrar(self) -> ImageRegistrar | None:

@@ -51,6 +51,7 @@ from ..control.acquisition import AcquireRequest, ViewAcquisition, keep_directio
 from ..control.anatomy import Target, resolve_target
 from ..control.collimation import coverage
 from ..control.config import PlannerConfig
+from ..control.image_registration import ImageRegistrar
 from ..control.ports import PredictorSegmenter, RenderedCArm, TruthSegmenter
 from ..control.structure import LocalisedStructure, box_precision_recall
 from ..control.twin_prior import RegistrationErrorConfig, TwinPrior, sample_registration_error
@@ -319,6 +320,7 @@ class ControlEvaluator:
         self.carm_config = carm_config(patient, self.config.image_size)
         self.truth_prior = TwinPrior(patient)   # the true registration: ground truth
         self._truth: dict[str, LocalisedStructure] = {}
+        self._registrar: ImageRegistrar | None = None
 
     def requests(self) -> list[ControlRequest]:
         c, error = self.config, self.planner.twin_error
@@ -331,6 +333,14 @@ class ControlEvaluator:
         if name not in self._truth:
             self._truth[name] = self.truth_prior.localise(name, 1.0)
         return self._truth[name]
+
+    def image_registrar(self) -> ImageRegistrar | None:
+        """One registrar for every request (as planner_node keeps one): building the twin's
+        reduced CTs is set-up, not a request's work."""
+        if self._registrar is None and self.planner.localisation_mode == "fused" \
+                and self.planner.image_registration.enabled:
+            self._registrar = ImageRegistrar(self.patient, self.planner.image_registration)
+        return self._registrar
 
     def segmenter(self, kind: str, carm: RenderedCArm):
         return PredictorSegmenter(self.predictor) if kind == "model" else TruthSegmenter(carm)
@@ -359,7 +369,7 @@ class ControlEvaluator:
         error = sample_registration_error(request.error, truth.centroid_world)
         prior = self.truth_prior.with_registration(error)  # shares the twin's point cache
         prior_structure = prior.localise(request.structure)
-        loop = ViewAcquisition(carm, self.segmenter(kind, carm), self.planner, prior)
+        loop = ViewAcquisition(carm, self.segmenter(kind, carm), self.planner, prior, self.image_registrar())
         started = time.perf_counter()
         try:
             outcome = loop.run(AcquireRequest(request.structure, request.view))
