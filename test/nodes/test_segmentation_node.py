@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 
 import numpy as np
 import pytest
@@ -30,12 +31,27 @@ def system(tmp_path_factory):
                 pytest.fail("carm_sim did not come up:\n" + read_logs(log_dir))
             if not commander.segment_client.wait_for_service(timeout_sec=180):
                 pytest.fail("segmentation_node did not come up:\n" + read_logs(log_dir))
+            if not node_has_a_frame(commander):
+                pytest.fail("segmentation_node never received a frame:\n" + read_logs(log_dir))
             yield commander, log_dir
         finally:
             commander.close()
             rclpy.try_shutdown()
         processes = {**carm.processes, **segmentation.processes}
         assert all(p.poll() is None for p in processes.values()), "a node died during the tests:\n" + read_logs(log_dir)
+
+
+def node_has_a_frame(commander: CArmCommander, timeout_s: float = 120.0) -> bool:
+    """Acquire until segmentation_node holds a frame: frames are volatile and best-effort, so one
+    published before its subscription matched (a slow start-up) never reaches it."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        commander.acquire()
+        response = commander.segment(text="spine")
+        if response is not None and "no frame" not in response.message:
+            return True
+        time.sleep(1.0)
+    return False
 
 
 def test_segment_latest_frame_returns_a_mask_with_its_pose(system):
