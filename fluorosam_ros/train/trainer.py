@@ -32,6 +32,7 @@ from ..data.shards import Sample
 from ..model.build import build_model, load_checkpoint, save_checkpoint
 from ..model.fluorosam import FluoroSAM
 from ..serialization import to_jsonable
+from .embedding_cache import EmbeddingCache
 from .losses import LossConfig, fluorosam_loss
 from .prompts import PromptSamplerConfig, TrainingPrompt, next_point, sample_prompt
 
@@ -58,6 +59,9 @@ class TrainConfig:
     stop_at_step: int | None = None      # end this run early (the schedule still spans max_steps)
     init_from: str | None = None         # start from these model weights (fresh optimizer and schedule)
     freeze_image_encoder: bool = False   # fine-tune the prompt path and decoder only
+    # With the encoder frozen: encode each training image this many times (each copy augmented
+    # anew) once, then train from the cached embeddings (embedding_cache.py); 0 = encode every step
+    embedding_cache_copies: int = 0
     reseed_dead_codes: bool = True       # move unused VQ codes onto this step's text embeddings
     text_token_scale: float | None = None  # None: the registry's
     reinit_text_path: bool = False       # fresh text MLP and codebook (e.g. after a collapsed codebook)
@@ -107,6 +111,12 @@ class Trainer:
                     layer.reset_parameters()
         if config.freeze_image_encoder:
             self.module.image_encoder.requires_grad_(False)
+        if config.embedding_cache_copies < 0:
+            raise ValueError(f"embedding_cache_copies must be >= 0, got {config.embedding_cache_copies}")
+        if config.embedding_cache_copies and not config.freeze_image_encoder:
+            raise ValueError("embedding_cache_copies needs freeze_image_encoder: a trained encoder changes "
+                             "the embeddings every step")
+        self.embedding_cache: EmbeddingCache | None = None
         self._step_texts: list[str] = []
         self._reseed_generator = torch.Generator().manual_seed(config.seed + self.rank)
         self.step_module = _StepLoss(self.module, self)
@@ -128,12 +138,18 @@ class Trainer:
             self.load(self.out_dir / "checkpoint_last.pt")
 
     # ---- data ----------------------------------------------------------------------------
-    def _samples(self) -> Iterator[dict]:
+    def _dataset(self, epoch: int) -> FluoroSegDataset:
         augmenter = SimToRealAugmenter() if self.config.augment else None
+        return FluoroSegDataset(self.config.data_dir, "train", self.rank, self.world_size, augmenter,
+                                seed=self.config.seed + 1000 * epoch)
+
+    def _samples(self) -> Iterator[dict]:
+        if self.config.embedding_cache_copies:
+            yield from self._cached_samples()
+            return
         epoch = 0
         while True:
-            dataset = FluoroSegDataset(self.config.data_dir, "train", self.rank, self.world_size, augmenter,
-                                       seed=self.config.seed + 1000 * epoch)
+            dataset = self._dataset(epoch)
             yielded = False
             for item in dataset:
                 yielded = True
@@ -142,6 +158,15 @@ class Trainer:
                 raise RuntimeError(f"rank {self.rank} got no training samples from {self.config.data_dir}")
             epoch += 1
             self.epoch = epoch
+
+    def _cached_samples(self) -> Iterator[dict]:
+        if self.embedding_cache is None:
+            passes = (self._dataset(copy) for copy in range(self.config.embedding_cache_copies))
+            self.embedding_cache = EmbeddingCache.build(self.module, passes, self.device,
+                                                        progress=self.rank == 0)
+        for count, item in enumerate(self.embedding_cache.stream(self.rng)):
+            self.epoch = count // len(self.embedding_cache)
+            yield item
 
     def _batch(self, samples: Iterator[dict]) -> list[dict]:
         return [next(samples) for _ in range(self.config.images_per_step)]
@@ -296,9 +321,14 @@ class _StepLoss(torch.nn.Module):
     def forward(self, items: list[dict]):
         trainer = self._trainer[0]
         preprocessor = self.model.preprocessor
-        tensors, sizes = zip(*(preprocessor(item["image"][0].numpy(), item["exposed"].numpy()) for item in items))
-        with torch.set_grad_enabled(not trainer.config.freeze_image_encoder):
-            embeddings = self.model.embed_image(torch.cat(tensors).to(trainer.device))
+        if all("embedding" in item for item in items):  # from the embedding cache
+            embeddings = torch.cat([item["embedding"] for item in items]).to(trainer.device)
+            sizes = [item["input_size"] for item in items]
+        else:
+            tensors, sizes = zip(*(preprocessor(item["image"][0].numpy(), item["exposed"].numpy())
+                                   for item in items))
+            with torch.set_grad_enabled(not trainer.config.freeze_image_encoder):
+                embeddings = self.model.embed_image(torch.cat(tensors).to(trainer.device))
         losses = []
         for index, item in enumerate(items):
             sample = _as_sample(item)
@@ -358,6 +388,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="stop (with a checkpoint) at this step; a later run resumes the same schedule")
     parser.add_argument("--init-from", default=None, help="start from these model weights (new optimizer)")
     parser.add_argument("--freeze-image-encoder", action="store_true", help="train the prompt path and decoder only")
+    parser.add_argument("--embedding-cache", type=int, default=0, metavar="COPIES",
+                        help="with --freeze-image-encoder: encode each image COPIES times once and train "
+                             "from the cached embeddings (much faster on a CPU)")
+    parser.add_argument("--negative-probability", type=float, default=None,
+                        help="share of absent-structure prompts (trains the absent head)")
     parser.add_argument("--reinit-text-path", action="store_true", help="fresh text MLP and codebook")
     parser.add_argument("--text-token-scale", type=float, default=None, help="multiplier of the text token")
     parser.add_argument("--no-resume", action="store_true")
@@ -367,7 +402,10 @@ def main(argv: list[str] | None = None) -> int:
                      images_per_step=args.images_per_step, prompts_per_image=args.prompts_per_image, lr=args.lr,
                      seed=args.seed, resume=not args.no_resume, stop_at_step=args.stop_at,
                      init_from=args.init_from, freeze_image_encoder=args.freeze_image_encoder,
-                     reinit_text_path=args.reinit_text_path, text_token_scale=args.text_token_scale)
+                     reinit_text_path=args.reinit_text_path, text_token_scale=args.text_token_scale,
+                     embedding_cache_copies=args.embedding_cache)
+    if args.negative_probability is not None:
+        config = replace(config, prompts=replace(config.prompts, negative_prompt_probability=args.negative_probability))
     metrics = Trainer(config).fit()
     log.info("finished at step %s: %s", metrics.get("step"), {k: round(v, 4) for k, v in metrics.items()})
     if dist.is_initialized():

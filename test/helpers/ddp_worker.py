@@ -31,9 +31,10 @@ def tiny_model():
 
 
 def config_for(data_dir, out_dir, **changes) -> TrainConfig:
-    return replace(TrainConfig(), data_dir=str(data_dir), out_dir=str(out_dir), image_size=64, images_per_step=2,
-                   prompts_per_image=3, max_points=1, warmup_steps=2, augment=False, checkpoint_every=1000,
-                   prompts=PromptSamplerConfig(point_only_probability=0.0), **changes)
+    settings = dict(data_dir=str(data_dir), out_dir=str(out_dir), image_size=64, images_per_step=2,
+                    prompts_per_image=3, max_points=1, warmup_steps=2, augment=False, checkpoint_every=1000,
+                    prompts=PromptSamplerConfig(point_only_probability=0.0))
+    return replace(TrainConfig(), **{**settings, **changes})
 
 
 def ddp_step_worker(rank: int, world_size: int, port: int, data_dir: str, out_dir: str, queue) -> None:

@@ -12,19 +12,10 @@ import torch.multiprocessing as mp
 
 from ddp_worker import ddp_step_worker
 
-from fluorosam_ros.data.generate import GeneratorConfig, generate
 from ddp_worker import config_for, tiny_model
 from fluorosam_ros.train.trainer import TrainConfig, Trainer, learning_rate_factor
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    out = tmp_path_factory.mktemp("tiny_fluoroseg")
-    generate(replace(GeneratorConfig(), out_dir=str(out), images=8, image_size_px=64, shard_size=4, workers=1,
-                     deformation_probability=0.0, tool_probability=0.3, seed=11), progress=False)
-    return out
 
 
 def test_schedule_warms_up_then_decays_at_the_milestones():
