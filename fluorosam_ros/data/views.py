@@ -61,8 +61,10 @@ def standard_families() -> list[ViewFamily]:
         _family("chest_lateral", LUNGS + ["heart"], LEFT),
         _family("abdomen_ap", ["liver", "stomach", "spleen", "kidney_left", "kidney_right", "pancreas"], ANTERIOR),
         _family("pelvis_ap", ["hip_left", "hip_right", "sacrum"], ANTERIOR),
-        _family("pelvis_inlet", ["hip_left", "hip_right", "sacrum"], tilted(ANTERIOR, -SUPERIOR, 40)),
-        _family("pelvis_outlet", ["hip_left", "hip_right", "sacrum"], tilted(ANTERIOR, SUPERIOR, 40)),
+        # Inlet: the beam runs along the pelvic brim's normal, radiographically "AP, 40 deg caudad"
+        # from a tube above; from a source under the table that line is anterior-superior.
+        _family("pelvis_inlet", ["hip_left", "hip_right", "sacrum"], tilted(ANTERIOR, SUPERIOR, 40)),
+        _family("pelvis_outlet", ["hip_left", "hip_right", "sacrum"], tilted(ANTERIOR, -SUPERIOR, 40)),
         _family("pelvis_oblique_left", ["hip_left", "hip_right", "sacrum"], tilted(ANTERIOR, LEFT, 45)),
         _family("pelvis_oblique_right", ["hip_left", "hip_right", "sacrum"], tilted(ANTERIOR, -LEFT, 45)),
         _family("skull_ap", ["skull", "brain"], ANTERIOR),

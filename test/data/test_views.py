@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from fluorosam_ros.data.anatomy import PatientAnatomy
-from fluorosam_ros.data.views import ANTERIOR, ViewSampler, ViewSamplerConfig, oblique_angle_deg
+from fluorosam_ros.data.views import (ANTERIOR, SUPERIOR, ViewSampler, ViewSamplerConfig, oblique_angle_deg,
+                                      standard_families)
 from fluorosam_ros.geometry.carm import CArmGeometry
 from fluorosam_ros.geometry.transforms import angle_between_deg
 
@@ -53,3 +54,13 @@ def test_held_out_families_and_angle_band_go_to_validation(sampler):
     oblique = np.array([np.sin(np.radians(37)), -np.cos(np.radians(37)), 0.0])
     assert 36 < oblique_angle_deg(oblique) < 38
     assert sampler.split_of("random", oblique) == "val"
+
+
+def test_pelvic_inlet_and_outlet_follow_the_radiographic_convention():
+    # inlet = "AP, 40 deg caudad" from a tube above: from under the table the beam climbs towards
+    # the head; the planner's named views (control/views.py) use the same convention
+    families = {f.name: np.asarray(f.direction) for f in standard_families()}
+    inlet, outlet = families["pelvis_inlet"], families["pelvis_outlet"]
+    assert np.dot(inlet, SUPERIOR) == pytest.approx(np.sin(np.radians(40)))
+    assert np.dot(outlet, SUPERIOR) == pytest.approx(-np.sin(np.radians(40)))
+    assert np.dot(inlet, ANTERIOR) == pytest.approx(np.cos(np.radians(40)))
