@@ -10,6 +10,7 @@ reason: a missing or truncated file, or weights of another architecture.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from dataclasses import asdict, dataclass, replace
@@ -98,11 +99,27 @@ def build_model(name: str, checkpoint: str | Path | None = None, sentence_encode
     return model
 
 
+def weights_digest(state: dict[str, torch.Tensor]) -> str:
+    """SHA-256 over the state dict's names, dtypes, shapes and bytes. Stored in every checkpoint
+    we write: a file can unpickle fine and still hold flipped bits in its tensor data."""
+    digest = hashlib.sha256()
+    for key in sorted(state):
+        value = state[key]
+        if not torch.is_tensor(value):
+            continue
+        tensor = value.detach().cpu().contiguous()
+        digest.update(f"{key}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
 def save_checkpoint(model: FluoroSAM, path: str | Path, config_name: str, extra: dict | None = None) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(path.suffix + ".partial")
-    torch.save({"model": model.state_dict(), "config": asdict(CONFIGS[config_name]), **(extra or {})}, partial)
+    state = model.state_dict()
+    torch.save({"model": state, "weights_sha256": weights_digest(state), "config": asdict(CONFIGS[config_name]),
+                **(extra or {})}, partial)
     partial.replace(path)
 
 
@@ -116,6 +133,10 @@ def load_checkpoint(model: FluoroSAM, path: str | Path, expected_name: str | Non
         raise CheckpointError(f"{path} is not a readable checkpoint ({type(error).__name__}: {error})") from error
     if not isinstance(payload, dict) or "model" not in payload:
         raise CheckpointError(f"{path} is not a FluoroSAM checkpoint (no 'model' entry)")
+    stored_digest = payload.get("weights_sha256")   # older checkpoints have none
+    if stored_digest is not None and stored_digest != weights_digest(payload["model"]):
+        raise CheckpointError(f"{path} is corrupt: its weights do not match their stored SHA-256 "
+                              "(damaged or altered after saving)")
     name = payload.get("config", {}).get("name")
     if expected_name is not None and name not in (None, expected_name):
         raise CheckpointError(f"{path} holds a {name!r} model, not {expected_name!r}")
@@ -152,7 +173,8 @@ def export_weights(checkpoint: str | Path, out: str | Path, half: bool = True) -
     payload = torch.load(checkpoint, map_location="cpu", weights_only=True)
     state = {key: value.half() if half and value.is_floating_point() else value
              for key, value in payload["model"].items()}
-    kept = {"model": state, "config": payload["config"], "step": payload.get("step"),
+    kept = {"model": state, "weights_sha256": weights_digest(state), "config": payload["config"],
+            "step": payload.get("step"),
             "train_config": payload.get("train_config"), "stored_dtype": "float16" if half else "float32"}
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

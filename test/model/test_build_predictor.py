@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from fluorosam_ros.model.build import CheckpointError, build_model, load_checkpoint, save_checkpoint
+from fluorosam_ros.model.build import CheckpointError, build_model, export_weights, load_checkpoint, save_checkpoint
 from fluorosam_ros.model.predictor import FluoroSAMPredictor, PromptError
 
 
@@ -98,6 +98,23 @@ def test_checkpoint_round_trip_and_corrupt_files(model, tmp_path):
         load_checkpoint(other, wrong)
     with pytest.raises(CheckpointError, match="not found"):
         load_checkpoint(other, tmp_path / "missing.pt")
+
+
+def test_flipped_bits_in_the_weights_are_detected(model, tmp_path):
+    path = tmp_path / "model.pt"
+    save_checkpoint(model, path, "fluorosam_cpu_small")
+    payload = torch.load(path, weights_only=True)
+    key = next(k for k, v in payload["model"].items() if v.is_floating_point() and v.numel() > 10)
+    flipped = payload["model"][key].clone()
+    flipped.view(torch.int32).view(-1)[3] ^= 1 << 4   # one mantissa bit: still a finite number
+    payload["model"][key] = flipped
+    torch.save(payload, tmp_path / "flipped.pt")
+    with pytest.raises(CheckpointError, match="corrupt"):
+        load_checkpoint(model, tmp_path / "flipped.pt")
+    # an exported (float16) copy carries its own digest, and loads
+    exported = export_weights(path, tmp_path / "exported.pt")
+    assert torch.load(exported, weights_only=True)["weights_sha256"]
+    load_checkpoint(model, exported)
 
 
 def test_registry_names_and_the_paper_configuration_needs_weights():

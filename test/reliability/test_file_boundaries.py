@@ -58,13 +58,14 @@ def test_streaming_skips_a_corrupt_shard(shard, folder):
     assert keys == ["k0", "k1"]
 
 
-def test_bit_flips_inside_tensor_data_are_not_detected(checkpoints, folder):
-    """A known limit, kept visible: the checkpoint format has no checksum, so flipped bytes in a
-    tensor's data load as (finite) wrong weights. Truncation and structural damage are caught."""
-    from fluorosam_ros.model.build import load_checkpoint
+def test_bit_flips_inside_tensor_data_are_detected(checkpoints, folder):
+    """Flipped bytes in a tensor's data unpickle fine (torch does not check the zip's CRCs) and
+    would load as finite, wrong weights: the stored SHA-256 of the weights catches them."""
+    from fluorosam_ros.model.build import CheckpointError, load_checkpoint
 
     data = bytearray(checkpoints.payload)
     middle = len(data) // 2
     data[middle:middle + 4] = bytes(b ^ 0x01 for b in data[middle:middle + 4])
     (folder / "flipped.pt").write_bytes(bytes(data))
-    load_checkpoint(checkpoints.model, folder / "flipped.pt", expected_name="fluorosam_cpu_small")
+    with pytest.raises(CheckpointError, match="corrupt"):
+        load_checkpoint(checkpoints.model, folder / "flipped.pt", expected_name="fluorosam_cpu_small")
