@@ -30,10 +30,11 @@ class Prediction:
     absent_score: float        # probability that the prompted structure is not in the image
     low_res_logits: np.ndarray  # (K, S/4, S/4), for iterative refinement
     absent_threshold: float = 0.5
+    text_prompted: bool = True   # "absent" answers a text prompt; clicks say the structure is there
 
     @property
     def absent(self) -> bool:
-        return self.absent_score >= self.absent_threshold
+        return self.text_prompted and self.absent_score >= self.absent_threshold
 
     @property
     def best_mask(self) -> np.ndarray:
@@ -90,7 +91,7 @@ class FluoroSAMPredictor:
                           iou_scores=output.iou_predictions[0][order].cpu().numpy(),
                           absent_score=float(torch.sigmoid(output.absent_logits[0])),
                           low_res_logits=output.masks[0][order].cpu().numpy(),
-                          absent_threshold=self.absent_threshold)
+                          absent_threshold=self.absent_threshold, text_prompted=text_tokens is not None)
 
     def _text_tokens(self, text: str | None) -> torch.Tensor | None:
         if text is None:

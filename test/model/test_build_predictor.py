@@ -43,6 +43,12 @@ def test_predict_returns_masks_at_the_original_resolution(predictor):
                                multimask_output=False)
     assert single.masks.shape == (1, 300, 200)
     points_only = predictor.predict(points=np.array([[10.0, 20.0], [150.0, 250.0]]), labels=np.array([1, 0]))
+    # "absent" answers a text prompt; a click says the structure is there, whatever the head says
+    assert not points_only.text_prompted and not points_only.absent
+    strict = FluoroSAMPredictor(predictor.model, absent_threshold=0.0)   # every score counts as absent
+    strict.set_image(np.random.default_rng(1).random((300, 200)).astype(np.float32))
+    assert strict.predict(text="left lung").absent
+    assert not strict.predict(points=np.array([[10.0, 20.0]]), labels=np.array([1])).absent
     assert points_only.masks.shape == (3, 300, 200)
 
 
