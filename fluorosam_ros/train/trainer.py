@@ -7,6 +7,8 @@ Per step: a batch of images is encoded once; for each image several text prompts
 interactive training), up to `max_points` points. Losses: focal + dice on the best of the 3
 outputs, MSE for the IoU head, BCE for "absent", and the VQ term. AdamW with a linear warm-up
 then step decay; AMP on CUDA. Checkpoints keep the optimizer, scheduler and RNG states.
+With the image encoder frozen, `embedding_cache_copies` encodes the training images once and
+trains the prompt path and decoder from the cached embeddings (`embedding_cache.py`).
 """
 
 from __future__ import annotations
