@@ -16,6 +16,8 @@ import rclpy
 import yaml
 
 from fluorosam_ros.action import AcquireView, MoveCArm
+from fluorosam_ros.control.views import relative_move
+from fluorosam_ros.nodes.conversions import carm_config_from_msg, carm_state_from_msg
 from fluorosam_ros.reliability import ACCEPTED, REFUSED
 from fluorosam_ros.reliability.system import Probe, dead_nodes, launched_system, not_up, read_logs
 
@@ -166,8 +168,15 @@ def test_stop_preempts_a_running_move_within_one_control_period(system, ledger, 
     probe.states.clear()
     probe.record_states = True
     before = len(probe.events)
-    probe.intent_pub.publish(probe_intent(kind="rotate", direction="left", amount=90.0, unit="deg",
-                                          source_text="rotate left 90 (to be stopped)"))
+    # towards the side with room: a rotation clamped at a joint limit can end before the stop
+    # arrives (40 deg from alpha 0 towards -40 takes 1.3 s), and then there is nothing to stop
+    state = carm_state_from_msg(start, carm_config_from_msg(start, np.full(3, -1e6), np.full(3, 1e6)))
+    turns = {d: relative_move(state.pose, state.geometry, "rotate", d, 90.0).pose.alpha_deg - state.pose.alpha_deg
+             for d in ("left", "right")}
+    direction = max(turns, key=lambda d: abs(turns[d]))
+    assert abs(turns[direction]) >= 60.0, turns
+    probe.intent_pub.publish(probe_intent(kind="rotate", direction=direction, amount=90.0, unit="deg",
+                                          source_text=f"rotate {direction} 90 (to be stopped)"))
     assert probe._spin_until(lambda: probe.state is not None and probe.state.moving, 30.0), read_logs(log_dir)
     probe.spin_for(0.5)
     stop_at = time.monotonic()
