@@ -19,6 +19,12 @@ import torch
 log = logging.getLogger(__name__)
 
 
+def embed_items(model, items: list[dict], device: torch.device) -> tuple[torch.Tensor, list[tuple[int, int]]]:
+    """(embeddings (B, C, h, w), input sizes) of dataset items' display images; grad follows the caller."""
+    tensors, sizes = zip(*(model.preprocessor(item["image"][0].numpy(), item["exposed"].numpy()) for item in items))
+    return model.embed_image(torch.cat(tensors).to(device)), list(sizes)
+
+
 @dataclass
 class CachedImage:
     """One training image without its pixels: what prompt sampling and the losses need."""
@@ -77,9 +83,8 @@ class EmbeddingCache:
         return count
 
     def _encode(self, model, batch: list[dict], device, by_key: dict[str, CachedImage]) -> int:
-        preprocessor = model.preprocessor
-        tensors, sizes = zip(*(preprocessor(item["image"][0].numpy(), item["exposed"].numpy()) for item in batch))
-        embeddings = model.embed_image(torch.cat(tensors).to(device)).to("cpu", torch.float16)
+        embeddings, sizes = embed_items(model, batch, device)
+        embeddings = embeddings.to("cpu", torch.float16)
         for item, size, embedding in zip(batch, sizes, embeddings):
             key = item["key"]
             if key not in by_key:

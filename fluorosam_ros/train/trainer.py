@@ -34,7 +34,7 @@ from ..data.shards import Sample
 from ..model.build import build_model, load_checkpoint, save_checkpoint
 from ..model.fluorosam import FluoroSAM
 from ..serialization import to_jsonable
-from .embedding_cache import EmbeddingCache
+from .embedding_cache import EmbeddingCache, embed_items
 from .losses import LossConfig, fluorosam_loss
 from .prompts import PromptSamplerConfig, TrainingPrompt, next_point, sample_prompt
 
@@ -322,15 +322,12 @@ class _StepLoss(torch.nn.Module):
 
     def forward(self, items: list[dict]):
         trainer = self._trainer[0]
-        preprocessor = self.model.preprocessor
         if all("embedding" in item for item in items):  # from the embedding cache
             embeddings = torch.cat([item["embedding"] for item in items]).to(trainer.device)
             sizes = [item["input_size"] for item in items]
         else:
-            tensors, sizes = zip(*(preprocessor(item["image"][0].numpy(), item["exposed"].numpy())
-                                   for item in items))
             with torch.set_grad_enabled(not trainer.config.freeze_image_encoder):
-                embeddings = self.model.embed_image(torch.cat(tensors).to(trainer.device))
+                embeddings, sizes = embed_items(self.model, items, trainer.device)
         losses = []
         for index, item in enumerate(items):
             sample = _as_sample(item)
