@@ -177,8 +177,10 @@ def test_stop_preempts_a_running_move_within_one_control_period(system, ledger, 
     assert abs(turns[direction]) >= 60.0, turns
     probe.intent_pub.publish(probe_intent(kind="rotate", direction=direction, amount=90.0, unit="deg",
                                           source_text=f"rotate {direction} 90 (to be stopped)"))
-    assert probe._spin_until(lambda: probe.state is not None and probe.state.moving, 30.0), read_logs(log_dir)
-    probe.spin_for(0.5)
+    # stop as soon as the motion shows (not after a fixed wait): on a loaded machine a fixed wait
+    # plus the DDS hops could outlast the whole turn, and then there is nothing left to stop
+    assert probe._spin_until(lambda: probe.state is not None and probe.state.moving
+                             and abs(probe.state.alpha_deg - start.alpha_deg) >= 2.0, 30.0), read_logs(log_dir)
     stop_at = time.monotonic()
     probe.intent_pub.publish(probe_intent(kind="stop", source_text="stop"))
     probe.spin_for(2.0)
@@ -189,7 +191,8 @@ def test_stop_preempts_a_running_move_within_one_control_period(system, ledger, 
     first_final = next(t for t, p in received if np.allclose(p, final, atol=1e-9) and (not changed or t > changed[-1]))
     stopped_s = first_final - stop_at
     moved_deg = abs(final[3] - start.alpha_deg)
-    assert 1.0 < moved_deg < 80.0, f"the move was not stopped part-way (moved {moved_deg:.1f} deg)"
+    assert 1.0 < moved_deg < abs(turns[direction]) - 1.0, \
+        f"the move was not stopped part-way (moved {moved_deg:.1f} of {abs(turns[direction]):.1f} deg)"
     probe._spin_until(lambda: any(e.kind == "rotate" for e in probe.events[before:]), 30.0)
     rotate = next((e for e in probe.events[before:] if e.kind == "rotate"), None)
     assert rotate is not None and rotate.failure_reason == "canceled", rotate
