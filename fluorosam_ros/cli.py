@@ -140,6 +140,8 @@ def _evaluate(args: list[str]) -> int:
     parser.add_argument("--data", default="output/fluoroseg", help="dataset folder (fluorosam generate --out)")
     parser.add_argument("--split", default="val")
     parser.add_argument("--images", type=int, default=None, help="evaluate at most this many images")
+    parser.add_argument("--skip", type=int, default=0, help="start after this many images of the split (e.g. "
+                        "to pick a checkpoint on images the reported evaluation does not use)")
     parser.add_argument("--prompts-per-image", type=int, default=SegmentationEvalConfig.prompts_per_image)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-peer", action="store_true", help="skip LiteMedSAM")
@@ -150,10 +152,11 @@ def _evaluate(args: list[str]) -> int:
         from fluorosam_ros.evaluation.litemedsam import load_litemedsam
 
         peer = load_litemedsam()
-    samples, total = validation_samples(parsed.data, parsed.split, parsed.images)
+    samples, total = validation_samples(parsed.data, parsed.split, parsed.images, skip=parsed.skip)
     config = SegmentationEvalConfig(prompts_per_image=parsed.prompts_per_image, seed=parsed.seed)
     report = SegmentationEvaluator(_predictor(parsed), config, peer).run(samples, total)
-    print(f"\n{report.images} images, {len(report.prompts)} prompts ({parsed.split} split of {parsed.data})\n")
+    skipped = f", after the first {parsed.skip}" if parsed.skip else ""
+    print(f"\n{report.images} images{skipped}, {len(report.prompts)} prompts ({parsed.split} split of {parsed.data})\n")
     print(report.table())
     print(f"\nsaved {report.save(parsed.out)}")
     return 0

@@ -245,8 +245,10 @@ class SegmentationEvaluator:
                 result.scores[f"text+{count}pt"] = score(prediction.best_mask, target).as_dict()
 
 
-def validation_samples(data_dir: str | Path, split: str = "val", max_images: int | None = None):
-    """(iterator over the split's samples, how many there will be)."""
+def validation_samples(data_dir: str | Path, split: str = "val", max_images: int | None = None, skip: int = 0):
+    """(iterator over the split's samples after the first `skip`, how many there will be)."""
+    if skip < 0:
+        raise ValueError(f"skip must be >= 0, got {skip}")
     from ..data.shards import iterate_samples, shard_paths
 
     paths = shard_paths(Path(data_dir), split)
@@ -254,12 +256,16 @@ def validation_samples(data_dir: str | Path, split: str = "val", max_images: int
         raise FileNotFoundError(f"no '{split}' shards in {data_dir}; make them with `fluorosam generate`")
     card = Path(data_dir) / "data_card.json"
     total = json.loads(card.read_text()).get("images_per_split", {}).get(split) if card.is_file() else None
+    if total is not None:
+        total = max(total - skip, 0)
     if max_images is not None:
-        total = min(total, max_images) if total else max_images
+        total = min(total, max_images) if total is not None else max_images
 
     def limited():
         for count, sample in enumerate(iterate_samples(paths)):
-            if max_images is not None and count >= max_images:
+            if count < skip:
+                continue
+            if max_images is not None and count - skip >= max_images:
                 return
             yield sample
 

@@ -19,12 +19,13 @@ from typing import Callable
 
 import torch
 
-from .fluorosam import FluoroSAM
+from .fluorosam import GROUNDING_PREFIXES, FluoroSAM
 from .image_encoder import EfficientNetLiteImageEncoder, SwinImageEncoder
 from .mask_decoder import MaskDecoderConfig
 from .preprocessing import Preprocessor
 from .prompt_encoder import PromptEncoder
 from .text_encoder import SentenceEncoder, TextPromptEncoder, build_sentence_encoder
+from .text_grounding import TextGrounding
 
 log = logging.getLogger(__name__)
 
@@ -48,11 +49,13 @@ class FluoroSAMConfig:
     num_codes: int = 1024
     decoder_mlp_dim: int = 2048
     text_token_scale: float = 16.0   # see TextPromptEncoder: the text token must be as loud as the others
+    text_grounding: bool = False     # dense text prompt (text_grounding.py); the paper has the token only
 
 
 CONFIGS = {
     # CPU-friendly: ImageNet EfficientNet-Lite0 at 256^2, MiniLM text tower.
-    "fluorosam_cpu_small": FluoroSAMConfig("fluorosam_cpu_small", "efficientnet_lite0", 256),
+    # The dense text grounding makes text prompts learnable from a CPU's budget of data and steps.
+    "fluorosam_cpu_small": FluoroSAMConfig("fluorosam_cpu_small", "efficientnet_lite0", 256, text_grounding=True),
     # The paper's configuration: Swin-L at 448^2, CLIP ViT-B/32 text tower (512-d),
     # MLP 512 -> 512 -> 256, VQ over 8192 codes. Weights come from the user.
     "fluorosam_swin_l": FluoroSAMConfig("fluorosam_swin_l", "swin_l", 448, sentence_encoder="open_clip",
@@ -71,9 +74,11 @@ def _build(config: FluoroSAMConfig, sentence_encoder: SentenceEncoder | None, pr
     text = TextPromptEncoder(sentence_encoder, embed_dim=config.embed_dim, input_dim=config.text_input_dim,
                              hidden_dim=config.text_hidden_dim, num_codes=config.num_codes,
                              token_scale=config.text_token_scale)
-    prompt = PromptEncoder(config.embed_dim, (grid, grid), (config.image_size, config.image_size))
+    prompt = PromptEncoder(config.embed_dim, (grid, grid), (config.image_size, config.image_size),
+                           dense_text=config.text_grounding)
     decoder = MaskDecoderConfig(transformer_dim=config.embed_dim, mlp_dim=config.decoder_mlp_dim).build()
-    return FluoroSAM(image_encoder, text, prompt, decoder, Preprocessor(config.image_size))
+    grounding = TextGrounding(config.embed_dim, config.text_input_dim) if config.text_grounding else None
+    return FluoroSAM(image_encoder, text, prompt, decoder, Preprocessor(config.image_size), grounding)
 
 
 def build_model(name: str, checkpoint: str | Path | None = None, sentence_encoder: SentenceEncoder | None = None,
@@ -124,6 +129,10 @@ def save_checkpoint(model: FluoroSAM, path: str | Path, config_name: str, extra:
 
 
 def load_checkpoint(model: FluoroSAM, path: str | Path, expected_name: str | None = None) -> dict:
+    """Load weights, refusing corrupt or mismatched files (CheckpointError).
+
+    A checkpoint from before the dense text grounding (none of its parameters) loads with the
+    grounding switched off: its dense embedding is zeroed, so the model answers as it did."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
@@ -148,11 +157,24 @@ def load_checkpoint(model: FluoroSAM, path: str | Path, expected_name: str | Non
         result = model.load_state_dict(payload["model"], strict=False)
     except RuntimeError as error:  # tensor shapes of another configuration
         raise CheckpointError(f"{path} does not fit this architecture: {error}") from error
-    if result.missing_keys or result.unexpected_keys:
-        raise CheckpointError(f"{path} does not fit this architecture: {len(result.missing_keys)} missing "
-                              f"(e.g. {result.missing_keys[:3]}), {len(result.unexpected_keys)} unexpected "
+    missing = _without_absent_grounding(model, result.missing_keys, path)
+    if missing or result.unexpected_keys:
+        raise CheckpointError(f"{path} does not fit this architecture: {len(missing)} missing "
+                              f"(e.g. {missing[:3]}), {len(result.unexpected_keys)} unexpected "
                               f"(e.g. {result.unexpected_keys[:3]})")
     return payload
+
+
+def _without_absent_grounding(model: FluoroSAM, missing: list[str], path: Path) -> list[str]:
+    """`missing` less the grounding's parameters when the checkpoint has none of them (then off)."""
+    grounding = {key for key in model.state_dict() if key.startswith(GROUNDING_PREFIXES)}
+    if not grounding or not grounding <= set(missing):
+        return missing
+    with torch.no_grad():
+        model.prompt_encoder.grounding_embed.weight.zero_()
+        model.prompt_encoder.grounding_embed.bias.zero_()
+    log.warning("%s predates the dense text grounding: it stays off (text prompts use the token only)", path)
+    return [key for key in missing if key not in grounding]
 
 
 def bundled_checkpoint(name: str = "fluorosam_cpu_small") -> Path:

@@ -9,16 +9,24 @@ from .mask_decoder import DecoderOutput, MaskDecoder
 from .preprocessing import Preprocessor
 from .prompt_encoder import PromptEncoder
 from .text_encoder import TextPromptEncoder, TextTokens
+from .text_grounding import TextGrounding
+
+# Parts a checkpoint from before the dense text grounding lacks; they may start fresh (--init-from).
+GROUNDING_PREFIXES = ("text_grounding.", "prompt_encoder.grounding_embed.")
 
 
 class FluoroSAM(nn.Module):
     """Segment-anything structure with a text prompt token (frozen sentence encoder -> MLP -> VQ)."""
 
     def __init__(self, image_encoder: nn.Module, text_encoder: TextPromptEncoder,
-                 prompt_encoder: PromptEncoder, mask_decoder: MaskDecoder, preprocessor: Preprocessor) -> None:
+                 prompt_encoder: PromptEncoder, mask_decoder: MaskDecoder, preprocessor: Preprocessor,
+                 text_grounding: TextGrounding | None = None) -> None:
         super().__init__()
+        if (text_grounding is None) != (prompt_encoder.grounding_embed is None):
+            raise ValueError("text_grounding and a PromptEncoder with dense_text go together")
         self.image_encoder = image_encoder
         self.text_encoder = text_encoder
+        self.text_grounding = text_grounding
         self.prompt_encoder = prompt_encoder
         self.mask_decoder = mask_decoder
         self.preprocessor = preprocessor
@@ -34,9 +42,19 @@ class FluoroSAM(nn.Module):
     def encode_text(self, texts: list[str] | None = None, embeddings: torch.Tensor | None = None) -> TextTokens:
         return self.text_encoder(texts=texts, embeddings=embeddings)
 
+    def ground_text(self, image_embeddings: torch.Tensor, text: TextTokens) -> torch.Tensor | None:
+        """(B, h, w) logits of where each text prompt is (`TextGrounding`); None without it."""
+        if self.text_grounding is None:
+            return None
+        if text.sentence_embeddings is None:
+            raise ValueError("these text tokens carry no sentence embeddings for the grounding")
+        return self.text_grounding(image_embeddings, self.prompt_encoder.get_dense_pe(), text.sentence_embeddings)
+
     def decode(self, image_embeddings: torch.Tensor, points: tuple[torch.Tensor, torch.Tensor] | None = None,
-               text_tokens: torch.Tensor | None = None, multimask_output: bool = True) -> DecoderOutput:
-        """Masks for B prompts; `image_embeddings` may be one cached (1, D, h, w) embedding."""
-        sparse, dense = self.prompt_encoder(points, text_tokens)
+               text_tokens: torch.Tensor | None = None, multimask_output: bool = True,
+               grounding_logits: torch.Tensor | None = None) -> DecoderOutput:
+        """Masks for B prompts; `image_embeddings` may be one cached (1, D, h, w) embedding;
+        `grounding_logits` from `ground_text` for the same text prompts."""
+        sparse, dense = self.prompt_encoder(points, text_tokens, grounding_logits)
         return self.mask_decoder(image_embeddings, self.prompt_encoder.get_dense_pe(), sparse, dense,
                                  multimask_output)

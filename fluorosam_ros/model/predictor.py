@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from .fluorosam import FluoroSAM
+from .text_encoder import TextTokens
 
 MAX_PROMPT_CHARS = 500
 MAX_POINTS = 64
@@ -84,7 +85,9 @@ class FluoroSAMPredictor:
         point_inputs = self._points(points, labels)
         if text_tokens is None and point_inputs is None:
             raise PromptError("give a text prompt, points, or both")
-        output = self.model.decode(self._embedding, point_inputs, text_tokens, multimask_output)
+        grounding = None if text_tokens is None else self.model.ground_text(self._embedding, text_tokens)
+        output = self.model.decode(self._embedding, point_inputs, None if text_tokens is None else text_tokens.tokens,
+                                   multimask_output, grounding_logits=grounding)
         logits = self.model.preprocessor.postprocess_masks(output.masks, self._input_size, self._original_size)[0]
         order = torch.argsort(output.iou_predictions[0], descending=True)
         return Prediction(masks=(logits[order] > 0).cpu().numpy(),
@@ -93,7 +96,7 @@ class FluoroSAMPredictor:
                           low_res_logits=output.masks[0][order].cpu().numpy(),
                           absent_threshold=self.absent_threshold, text_prompted=text_tokens is not None)
 
-    def _text_tokens(self, text: str | None) -> torch.Tensor | None:
+    def _text_tokens(self, text: str | None) -> TextTokens | None:
         if text is None:
             return None
         if not isinstance(text, str):
@@ -103,7 +106,7 @@ class FluoroSAMPredictor:
             raise PromptError("text prompt is empty")
         if len(text) > MAX_PROMPT_CHARS:
             raise PromptError(f"text prompt has {len(text)} characters; the limit is {MAX_PROMPT_CHARS}")
-        return self.model.encode_text(texts=[text]).tokens.to(self.device)
+        return self.model.encode_text(texts=[text])
 
     def _points(self, points: np.ndarray | None, labels: np.ndarray | None):
         if points is None and labels is None:

@@ -1,4 +1,8 @@
-"""Prompt encoder: clicked points and text tokens -> sparse tokens, plus a dense (no-mask) map.
+"""Prompt encoder: clicked points and text tokens -> sparse tokens, plus a dense map.
+
+The dense map is a learned "no mask" embedding, plus (with `dense_text`) the text grounding
+map of `text_grounding.py`: its per-cell probability times a learned vector. That vector starts
+at zero, so adding the grounding to trained weights changes nothing until it has been trained.
 
 Points are in input-image pixels (x = column, y = row) of the S x S model input; like SAM they
 are shifted by +0.5 to the pixel centre and encoded with random Fourier features, so the
@@ -62,7 +66,7 @@ class PromptEncoder(nn.Module):
     """Embeds point prompts and passes text tokens through; returns (sparse, dense) embeddings."""
 
     def __init__(self, embed_dim: int = 256, image_embedding_size: tuple[int, int] = (16, 16),
-                 input_image_size: tuple[int, int] = (256, 256)) -> None:
+                 input_image_size: tuple[int, int] = (256, 256), dense_text: bool = False) -> None:
         super().__init__()
         if embed_dim % 2:
             raise ValueError(f"embed_dim must be even for sin/cos features, got {embed_dim}")
@@ -75,14 +79,22 @@ class PromptEncoder(nn.Module):
         self.not_a_point_embed = nn.Embedding(1, embed_dim)
         # No mask prompts in FluoroSAM: the dense input is always this learned embedding.
         self.no_mask_embed = nn.Embedding(1, embed_dim)
+        self.grounding_embed: nn.Conv2d | None = None
+        if dense_text:
+            self.grounding_embed = nn.Conv2d(1, embed_dim, 1)
+            nn.init.zeros_(self.grounding_embed.weight)
+            nn.init.zeros_(self.grounding_embed.bias)
 
     def get_dense_pe(self) -> torch.Tensor:
         """Positional encoding of the image embedding grid, (1, D, h, w)."""
         return self.pe_layer(self.image_embedding_size).unsqueeze(0)
 
-    def forward(self, points: Points | None = None,
-                text_tokens: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """-> sparse (B, N(+1 pad) + T, D) and dense (B, D, h, w) embeddings."""
+    def forward(self, points: Points | None = None, text_tokens: torch.Tensor | None = None,
+                grounding_logits: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """-> sparse (B, N(+1 pad) + T, D) and dense (B, D, h, w) embeddings.
+
+        `grounding_logits` (B, h, w), from `TextGrounding`, needs `dense_text`; without it the
+        dense map is the "no mask" embedding."""
         batch = self._check_inputs(points, text_tokens)
         parts = []
         if points is not None:
@@ -93,7 +105,18 @@ class PromptEncoder(nn.Module):
         sparse = torch.cat(parts, dim=1)
         h, w = self.image_embedding_size
         dense = self.no_mask_embed.weight.reshape(1, -1, 1, 1).expand(batch, -1, h, w)
+        if grounding_logits is not None:
+            dense = dense + self._embed_grounding(grounding_logits, batch)
         return sparse, dense
+
+    def _embed_grounding(self, logits: torch.Tensor, batch: int) -> torch.Tensor:
+        if self.grounding_embed is None:
+            raise ValueError("this PromptEncoder was built without dense_text: it takes no grounding map")
+        if tuple(logits.shape) != (batch, *self.image_embedding_size):
+            raise ValueError(f"grounding logits must be ({batch}, {self.image_embedding_size[0]}, "
+                             f"{self.image_embedding_size[1]}), got {tuple(logits.shape)}")
+        # probabilities, not logits: bounded, whatever the grounding head's scale
+        return self.grounding_embed(torch.sigmoid(logits.to(self.no_mask_embed.weight.dtype))[:, None])
 
     def _embed_points(self, coords: torch.Tensor, labels: torch.Tensor, pad: bool) -> torch.Tensor:
         coords = coords.to(self.point_embeddings.weight.dtype) + 0.5  # to the pixel centre

@@ -157,6 +157,7 @@ class TextTokens:
     vq_loss: torch.Tensor  # scalar
     indices: torch.Tensor  # (N,) chosen codes
     perplexity: torch.Tensor  # scalar, of this batch's code assignments
+    sentence_embeddings: torch.Tensor | None = None  # (N, input_dim) frozen, for the dense grounding
 
 
 def _check_texts(texts: Sequence[str]) -> list[str]:
@@ -225,6 +226,7 @@ class TextPromptEncoder(nn.Module):
             raise ValueError("give exactly one of texts= or embeddings=")
         if texts is not None:
             embeddings = self.embed_texts(texts)
-        vq = self.vq(self.project(embeddings))
+        embeddings = self._check_embeddings(embeddings)
+        vq = self.vq(self.mlp(embeddings))
         return TextTokens(tokens=self.token_scale * vq.quantized.unsqueeze(1), vq_loss=vq.loss, indices=vq.indices,
-                          perplexity=vq.perplexity)
+                          perplexity=vq.perplexity, sentence_embeddings=embeddings)

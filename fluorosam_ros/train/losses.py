@@ -83,6 +83,7 @@ class LossConfig:
     iou_weight: float = 1.0
     absent_weight: float = 1.0
     vq_weight: float = 1.0
+    grounding_weight: float = 1.0   # the dense text grounding map (BCE + dice), text prompts only
     text_only_weight: float | None = None
 
 
@@ -95,6 +96,7 @@ class LossOutput:
     vq: torch.Tensor
     best_index: torch.Tensor   # (B,) the output that got the mask loss
     mask_iou: torch.Tensor     # (B, K) IoU of every output with its target, no grad
+    grounding: torch.Tensor | None = None  # the text grounding term, where the model has one
 
     def as_dict(self) -> dict[str, float]:
         """Scalars for logging; `best_iou` is the mean IoU of the chosen outputs."""
@@ -102,6 +104,7 @@ class LossOutput:
         return {"total": float(self.total.detach()), "mask": float(self.mask.detach()),
                 "iou": float(self.iou.detach()), "absent": float(self.absent.detach()),
                 "vq": float(self.vq.detach()),
+                **({"grounding": float(self.grounding.detach())} if self.grounding is not None else {}),
                 "best_iou": float(best.mean()) if best.numel() else float("nan")}
 
 
@@ -139,3 +142,15 @@ def fluorosam_loss(output: DecoderOutput, target: torch.Tensor, absent: torch.Te
     total = (mask_term + config.iou_weight * iou_term + config.absent_weight * absent_term
              + config.vq_weight * vq)
     return LossOutput(total, mask_term, iou_term, absent_term, vq, best, ious)
+
+
+def grounding_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """BCE + soft dice of the (B, h, w) text grounding logits against (B, H, W) targets (scalar).
+
+    The coarse map is upsampled to the target's size; an absent prompt's empty target teaches
+    the map to stay empty. Unlike the mask loss this is plain BCE, not focal: the map is meant
+    to be a calibrated "where is it", which the decoder then sharpens."""
+    upsampled = match_resolution(logits[:, None], tuple(target.shape[-2:]))
+    target = target.to(upsampled.device)
+    bce = F.binary_cross_entropy_with_logits(upsampled, _as_target(upsampled, target))
+    return bce + dice_loss(upsampled, target).mean()

@@ -32,10 +32,10 @@ from ..data.augment import SimToRealAugmenter
 from ..data.dataset import FluoroSegDataset
 from ..data.shards import Sample
 from ..model.build import build_model, load_checkpoint, save_checkpoint
-from ..model.fluorosam import FluoroSAM
+from ..model.fluorosam import GROUNDING_PREFIXES, FluoroSAM
 from ..serialization import to_jsonable
 from .embedding_cache import EmbeddingCache, embed_items
-from .losses import LossConfig, fluorosam_loss
+from .losses import LossConfig, fluorosam_loss, grounding_loss
 from .prompts import PromptSamplerConfig, TrainingPrompt, next_point, sample_prompt
 
 log = logging.getLogger(__name__)
@@ -65,6 +65,13 @@ class TrainConfig:
     # anew) once, then train from the cached embeddings (embedding_cache.py); 0 = encode every step
     embedding_cache_copies: int = 0
     reseed_dead_codes: bool = True       # move unused VQ codes onto this step's text embeddings
+    # ... during this fraction of max_steps only: later, a re-seeded code changes what a phrase
+    # means to the decoder under its feet (with thousands of phrasings most codes look "dead")
+    reseed_until: float = 1.0
+    grounding_lr_scale: float = 3.0      # the dense text grounding learns this much faster
+    # A fresh run first trains the dense text grounding alone for this many steps (needs the frozen
+    # image encoder): a per-cell linear task, cheap, and the decoder then trains against a useful map
+    grounding_pretrain_steps: int = 0
     text_token_scale: float | None = None  # None: the registry's
     reinit_text_path: bool = False       # fresh text MLP and codebook (e.g. after a collapsed codebook)
     log_every: int = 10
@@ -105,7 +112,7 @@ class Trainer:
         if config.text_token_scale is not None:
             overrides["text_token_scale"] = config.text_token_scale
         self.module = (model or build_model(config.model, overrides=overrides)).to(self.device)
-        if config.init_from:
+        if config.init_from:  # weights from before the dense text grounding: it starts fresh
             load_checkpoint(self.module, config.init_from, expected_name=config.model)
         if config.reinit_text_path:
             for layer in self.module.text_encoder.mlp:
@@ -126,8 +133,7 @@ class Trainer:
         # hooks see every parameter the step used.
         self.runner = (DistributedDataParallel(self.step_module, find_unused_parameters=True)
                        if self.world_size > 1 else self.step_module)
-        parameters = [p for p in self.module.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.AdamW(parameters, lr=config.lr, weight_decay=config.weight_decay)
+        self.optimizer = torch.optim.AdamW(self._parameter_groups(), lr=config.lr, weight_decay=config.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: learning_rate_factor(s, config))
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.device.type == "cuda")
         self.step = 0
@@ -138,6 +144,17 @@ class Trainer:
         self.rng = np.random.default_rng([config.seed, self.rank])
         if config.resume and (self.out_dir / "checkpoint_last.pt").is_file():
             self.load(self.out_dir / "checkpoint_last.pt")
+
+    def _parameter_groups(self) -> list[dict]:
+        """The trainable parameters: the dense text grounding in a group of its own (faster lr)."""
+        groups: dict[bool, list[torch.nn.Parameter]] = {True: [], False: []}
+        for name, parameter in self.module.named_parameters():
+            if parameter.requires_grad:
+                groups[name.startswith(GROUNDING_PREFIXES)].append(parameter)
+        result = [{"params": groups[False]}]
+        if groups[True]:
+            result.append({"params": groups[True], "lr": self.config.lr * self.config.grounding_lr_scale})
+        return result
 
     # ---- data ----------------------------------------------------------------------------
     def _dataset(self, epoch: int) -> FluoroSegDataset:
@@ -202,7 +219,8 @@ class Trainer:
         text_encoder = self.module.text_encoder
         texts = sorted(set(self._step_texts))
         reseeded = 0
-        if self.config.reseed_dead_codes and texts and text_encoder.sentence_encoder is not None and self.rank == 0:
+        reseeding = self.config.reseed_dead_codes and self.step <= self.config.reseed_until * self.config.max_steps
+        if reseeding and texts and text_encoder.sentence_encoder is not None and self.rank == 0:
             if self.step == 1 and (not self.config.init_from or self.config.reinit_text_path):
                 # A fresh codebook sits far from the MLP's first outputs (one code would take every
                 # prompt): place every code on real text embeddings instead.
@@ -223,6 +241,7 @@ class Trainer:
         texts = [p.text for p in prompts]
         self._step_texts.extend(texts)
         tokens = module.encode_text(texts=texts)
+        grounding = module.ground_text(embedding, tokens)  # the same for every click round
         low = module.image_size // 4
         targets = torch.stack([_low_res_target(p.target, preprocessor, input_size, low) for p in prompts]).to(self.device)
         absent = torch.tensor([p.absent for p in prompts], device=self.device)
@@ -232,7 +251,8 @@ class Trainer:
         loss_terms = []
         for round_index in range(rounds + 1):
             point_input = _pad_points(points, labels, preprocessor, sample.image.shape, self.device) if round_index else None
-            output = module.decode(embedding, point_input, tokens.tokens, multimask_output=True)
+            output = module.decode(embedding, point_input, tokens.tokens, multimask_output=True,
+                                   grounding_logits=grounding)
             weight = torch.ones(len(prompts), device=self.device)
             loss_terms.append(fluorosam_loss(output, targets, absent, tokens.vq_loss, weight, self.config.loss))
             if round_index == rounds:
@@ -247,11 +267,12 @@ class Trainer:
                     labels[i] = np.append(labels[i], click[1])
         # text-only (round 0) weighs as much as all the rounds with points together
         text_only = loss_terms[0]
-        if len(loss_terms) == 1:
-            return text_only
-        with_points = loss_terms[1:]
-        combined = 0.5 * text_only.total + 0.5 * torch.stack([t.total for t in with_points]).mean()
-        text_only.total = combined
+        if len(loss_terms) > 1:
+            with_points = loss_terms[1:]
+            text_only.total = 0.5 * text_only.total + 0.5 * torch.stack([t.total for t in with_points]).mean()
+        if grounding is not None:
+            text_only.grounding = grounding_loss(grounding, targets)
+            text_only.total = text_only.total + self.config.loss.grounding_weight * text_only.grounding
         return text_only
 
     # ---- run, checkpoints ----------------------------------------------------------------
@@ -259,6 +280,8 @@ class Trainer:
         from tqdm import tqdm
 
         samples = self._samples()
+        if self.step == 0 and self.config.grounding_pretrain_steps:
+            self.pretrain_grounding(samples, self.config.grounding_pretrain_steps, progress)
         bar = tqdm(total=self.config.max_steps, initial=self.step, disable=not progress or self.rank != 0,
                    desc="training", unit="step")
         started, first_step, metrics = time.perf_counter(), self.step, {}
@@ -279,6 +302,54 @@ class Trainer:
             self.save(self.out_dir / "checkpoint_last.pt")  # a stopped run resumes where it stopped
         bar.close()
         return metrics
+
+    def pretrain_grounding(self, samples: Iterator[dict], steps: int, progress: bool = True) -> list[float]:
+        """Train the text grounding head alone on `steps` batches (twice the usual prompts per
+        image); the rest of the model is untouched. Returns the loss of every step."""
+        from tqdm import tqdm
+
+        grounding = self.module.text_grounding
+        if grounding is None:
+            raise ValueError(f"{self.config.model} has no text grounding to pre-train")
+        if not self.config.freeze_image_encoder:
+            raise ValueError("pre-training the text grounding needs freeze_image_encoder: it learns the "
+                             "encoder's features as they are")
+        optimizer = torch.optim.AdamW(grounding.parameters(), lr=self.config.lr * self.config.grounding_lr_scale,
+                                      weight_decay=self.config.weight_decay)
+        image_pe = self.module.prompt_encoder.get_dense_pe().detach()
+        grounding.train()
+        losses = []
+        for _ in tqdm(range(steps), desc="text grounding", unit="step", disable=not progress or self.rank != 0):
+            total = torch.zeros((), device=self.device)
+            for item in self._batch(samples):
+                total = total + self._grounding_only_loss(item, image_pe)
+            loss = total / self.config.images_per_step
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            losses.append(float(loss.detach()))
+        log.info("text grounding pre-trained for %d steps: loss %.3f -> %.3f", steps,
+                 float(np.mean(losses[:20])), float(np.mean(losses[-20:])))
+        return losses
+
+    def _grounding_only_loss(self, item: dict, image_pe: torch.Tensor) -> torch.Tensor:
+        module = self.module
+        if "embedding" in item:
+            embedding, size = item["embedding"].to(self.device), item["input_size"]
+        else:
+            with torch.no_grad():
+                embeddings, sizes = embed_items(module, [item], self.device)
+            embedding, size = embeddings, sizes[0]
+        sample = _as_sample(item)
+        prompts = [sample_prompt(sample, self.rng, self.config.prompts) for _ in range(2 * self.config.prompts_per_image)]
+        prompts = [p for p in prompts if p.text is not None]
+        if not prompts:
+            return torch.zeros((), device=self.device)
+        with torch.no_grad():
+            sentences = module.text_encoder.embed_texts([p.text for p in prompts]).to(self.device)
+        low = module.image_size // 4
+        targets = torch.stack([_low_res_target(p.target, module.preprocessor, size, low) for p in prompts])
+        return grounding_loss(module.text_grounding(embedding.detach(), image_pe, sentences), targets.to(self.device))
 
     def request_stop(self) -> None:
         """Finish the current step, save a checkpoint and return from fit() (thread-safe)."""
@@ -394,6 +465,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="share of absent-structure prompts (trains the absent head)")
     parser.add_argument("--reinit-text-path", action="store_true", help="fresh text MLP and codebook")
     parser.add_argument("--text-token-scale", type=float, default=None, help="multiplier of the text token")
+    parser.add_argument("--pretrain-grounding", type=int, default=defaults.grounding_pretrain_steps, metavar="STEPS",
+                        help="a fresh run first trains the text grounding alone for STEPS steps "
+                             "(with --freeze-image-encoder)")
+    parser.add_argument("--reseed-until", type=float, default=defaults.reseed_until, metavar="FRACTION",
+                        help="re-seed dead VQ codes during this fraction of the steps only")
     parser.add_argument("--no-resume", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -402,7 +478,8 @@ def main(argv: list[str] | None = None) -> int:
                      seed=args.seed, resume=not args.no_resume, stop_at_step=args.stop_at,
                      init_from=args.init_from, freeze_image_encoder=args.freeze_image_encoder,
                      reinit_text_path=args.reinit_text_path, text_token_scale=args.text_token_scale,
-                     embedding_cache_copies=args.embedding_cache)
+                     embedding_cache_copies=args.embedding_cache, reseed_until=args.reseed_until,
+                     grounding_pretrain_steps=args.pretrain_grounding)
     if args.negative_probability is not None:
         config = replace(config, prompts=replace(config.prompts, negative_prompt_probability=args.negative_probability))
     metrics = Trainer(config).fit()

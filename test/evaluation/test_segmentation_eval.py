@@ -96,3 +96,21 @@ def test_boxes_from_a_mask():
     assert ground_truth_box(mask).tolist() == [2, 5, 25, 8]
     x0, y0, x1, y1 = end_points_box(mask)
     assert x0 == 2 and x1 == 25 and 5 <= y0 <= y1 <= 8
+
+
+def test_validation_samples_skip_and_limit(tmp_path):
+    """`--skip` picks checkpoints on images the reported evaluation (the first N) never sees."""
+    from fluorosam_ros.data.shards import ShardWriter
+    from fluorosam_ros.evaluation.segmentation import validation_samples
+
+    writer = ShardWriter(tmp_path / "val" / "shard-000000.tar")
+    for index in range(5):
+        writer.write(_sample(f"img{index}"))
+    writer.close()
+    (tmp_path / "data_card.json").write_text(json.dumps({"images_per_split": {"val": 5}}))
+    samples, total = validation_samples(tmp_path, "val", max_images=2, skip=2)
+    assert [s.key for s in samples] == ["img2", "img3"] and total == 2
+    samples, total = validation_samples(tmp_path, "val", skip=3)
+    assert [s.key for s in samples] == ["img3", "img4"] and total == 2
+    first, _ = validation_samples(tmp_path, "val", max_images=2)
+    assert [s.key for s in first] == ["img0", "img1"]

@@ -9,15 +9,7 @@ import torch
 from fluorosam_ros.model.build import CheckpointError, build_model, export_weights, load_checkpoint, save_checkpoint
 from fluorosam_ros.model.predictor import FluoroSAMPredictor, PromptError
 
-
-class HashingSentenceEncoder:
-    """A deterministic stand-in for MiniLM (unit-test isolation only): 384-d from a hash."""
-
-    dim = 384
-
-    def encode(self, texts):
-        rows = [torch.randn(384, generator=torch.Generator().manual_seed(abs(hash(t)) % 2**31)) for t in texts]
-        return torch.nn.functional.normalize(torch.stack(rows), dim=1)
+from ddp_worker import HashingSentenceEncoder
 
 
 @pytest.fixture(scope="module")

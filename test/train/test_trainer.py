@@ -30,10 +30,17 @@ def test_loss_falls_when_training_from_scratch(data_dir, tmp_path, record_figure
     trainer = Trainer(config_for(data_dir, tmp_path, max_steps=25, lr=1e-3), model=tiny_model())
     samples = trainer._samples()
     batch = trainer._batch(samples)  # the same images every step: the loss must fall
-    losses = [trainer.train_step(batch)["total"] for _ in range(25)]
-    first, last = np.mean(losses[:5]), np.mean(losses[-5:])
-    record_figure(f"trainer from scratch (64^2, 2 images x 3 prompts): loss {first:.3f} -> {last:.3f} in 25 steps")
-    assert last < 0.7 * first
+    steps = [trainer.train_step(batch) for _ in range(25)]
+
+    def falls(term: str) -> tuple[float, float]:
+        return np.mean([m[term] for m in steps[:5]]), np.mean([m[term] for m in steps[-5:]])
+
+    (first, last), (mask_first, mask_last), (ground_first, ground_last) = map(falls, ("total", "mask", "grounding"))
+    record_figure(f"trainer from scratch (64^2, 2 images x 3 prompts): loss {first:.3f} -> {last:.3f} in 25 steps "
+                  f"(mask {mask_first:.3f} -> {mask_last:.3f}, text grounding {ground_first:.3f} -> {ground_last:.3f})")
+    assert last < 0.75 * first
+    assert mask_last < 0.7 * mask_first
+    assert ground_last < 0.9 * ground_first  # a coarse map of a fresh head: slower, but falling
 
 
 def test_checkpoint_resumes_step_optimizer_and_rng(data_dir, tmp_path):
@@ -77,6 +84,43 @@ def test_codebook_is_placed_on_text_embeddings_and_dead_codes_come_back(data_dir
     assert len(set(indices.tolist())) > 1                  # no collapse onto one code
     vq.usage[:10] = 0.0                                    # ten codes unused for a long time
     assert trainer.train_step(trainer._batch(samples))["vq_reseeded"] == 10
+
+
+def test_codes_are_reseeded_only_during_the_first_part_of_a_run(data_dir, tmp_path):
+    """`reseed_until` = 0.5 of 4 steps: the dead codes of step 3 stay where they are."""
+    trainer = Trainer(config_for(data_dir, tmp_path, max_steps=4, reseed_until=0.5), model=tiny_model())
+    samples = trainer._samples()
+    vq = trainer.module.text_encoder.vq
+    assert trainer.train_step(trainer._batch(samples))["vq_reseeded"] == vq.num_codes
+    vq.usage[:5] = 0.0
+    assert trainer.train_step(trainer._batch(samples))["vq_reseeded"] == 5   # step 2 <= 0.5 x 4
+    vq.usage[:5] = 0.0
+    before = vq.codebook.weight[:5].clone()
+    assert trainer.train_step(trainer._batch(samples))["vq_reseeded"] == 0   # step 3: no more
+    assert torch.allclose(vq.codebook.weight[:5], before, atol=1e-3)        # only the codebook loss moved them
+
+
+def test_the_text_grounding_learns_faster_in_a_group_of_its_own(data_dir, tmp_path):
+    trainer = Trainer(config_for(data_dir, tmp_path, max_steps=4, lr=1e-3, grounding_lr_scale=3.0),
+                      model=tiny_model())
+    groups = trainer.optimizer.param_groups
+    grounding = {id(p) for p in trainer.module.text_grounding.parameters()}
+    assert len(groups) == 2 and {id(p) for p in groups[1]["params"]} >= grounding
+    assert groups[1]["lr"] == pytest.approx(3.0 * groups[0]["lr"])
+
+
+def test_pretraining_the_text_grounding_lowers_its_loss_and_touches_nothing_else(data_dir, tmp_path, record_figure):
+    trainer = Trainer(config_for(data_dir, tmp_path, max_steps=2, lr=1e-3, freeze_image_encoder=True,
+                                 embedding_cache_copies=1), model=tiny_model())
+    others = {name: p.detach().clone() for name, p in trainer.module.named_parameters()
+              if not name.startswith("text_grounding.")}
+    losses = trainer.pretrain_grounding(trainer._samples(), 40, progress=False)
+    first, last = np.mean(losses[:5]), np.mean(losses[-5:])
+    record_figure(f"text grounding pre-training (64^2, 40 steps): loss {first:.3f} -> {last:.3f}")
+    assert last < 0.8 * first
+    assert all(torch.equal(p, others[name]) for name, p in trainer.module.named_parameters() if name in others)
+    with pytest.raises(ValueError, match="freeze_image_encoder"):
+        Trainer(config_for(data_dir, tmp_path / "b", max_steps=2), model=tiny_model()).pretrain_grounding(iter([]), 1)
 
 
 def test_stop_request_saves_a_checkpoint(data_dir, tmp_path):

@@ -1,0 +1,152 @@
+"""The dense text grounding: shapes and validation, a zero start that leaves trained weights
+unchanged, that it learns where a text points, and that it reaches the decoder and predictor."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from fluorosam_ros.model.build import CheckpointError, build_model, load_checkpoint, save_checkpoint
+from fluorosam_ros.model.fluorosam import GROUNDING_PREFIXES
+from fluorosam_ros.model.predictor import FluoroSAMPredictor
+from fluorosam_ros.model.prompt_encoder import PromptEncoder
+from fluorosam_ros.model.text_grounding import TextGrounding
+from fluorosam_ros.train.losses import grounding_loss
+
+from ddp_worker import HashingSentenceEncoder
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return build_model("fluorosam_cpu_small", sentence_encoder=HashingSentenceEncoder()).eval()
+
+
+def test_one_cached_image_serves_every_prompt_and_bad_shapes_are_refused():
+    grounding = TextGrounding(embed_dim=32, text_dim=12, hidden_dim=16, query_dim=8)
+    image, pe = torch.randn(1, 32, 6, 5), torch.randn(1, 32, 6, 5)
+    assert grounding(image, pe, torch.randn(4, 12)).shape == (4, 6, 5)
+    assert grounding(image.expand(4, -1, -1, -1), pe, torch.randn(4, 12)).shape == (4, 6, 5)
+    with pytest.raises(ValueError, match="sentence embeddings"):
+        grounding(image, pe, torch.randn(4, 11))
+    with pytest.raises(ValueError, match="image embeddings for"):
+        grounding(torch.randn(3, 32, 6, 5), pe, torch.randn(4, 12))
+
+
+def test_a_fresh_grounding_changes_nothing_until_trained(model):
+    """The dense embedding starts at zero, so weights from before the grounding keep their answers."""
+    embedding = torch.randn(1, 256, 16, 16)
+    tokens = model.encode_text(texts=["left lung", "heart"])
+    logits = model.ground_text(embedding, tokens)
+    assert logits.shape == (2, 16, 16)
+    with torch.no_grad():
+        plain = model.decode(embedding, None, tokens.tokens)
+        grounded = model.decode(embedding, None, tokens.tokens, grounding_logits=logits)
+    assert torch.equal(plain.masks, grounded.masks)
+
+
+def test_the_grounding_reaches_the_masks_once_its_embedding_is_nonzero(model):
+    embedding = torch.randn(1, 256, 16, 16)
+    tokens = model.encode_text(texts=["left lung"])
+    left = torch.full((1, 16, 16), -8.0)
+    left[..., :8] = 8.0
+    with torch.no_grad():
+        model.prompt_encoder.grounding_embed.weight.normal_()
+        try:
+            a = model.decode(embedding, None, tokens.tokens, grounding_logits=left)
+            b = model.decode(embedding, None, tokens.tokens, grounding_logits=-left)
+        finally:
+            model.prompt_encoder.grounding_embed.weight.zero_()
+    assert not torch.allclose(a.masks, b.masks)
+
+
+def test_it_learns_where_each_text_points():
+    """Two texts, one pointing at the left half of a random image and one at the right: after
+    a short training the map puts each where it belongs (a linear task: it must be solved)."""
+    torch.manual_seed(1)
+    grounding = TextGrounding(embed_dim=32, text_dim=12, hidden_dim=32, query_dim=16)
+    image, pe = torch.randn(1, 32, 8, 8), torch.zeros(1, 32, 8, 8)
+    texts = torch.randn(2, 12)
+    target = torch.zeros(2, 32, 32, dtype=torch.bool)
+    target[0, :, :16] = True
+    target[1, :, 16:] = True
+    optimizer = torch.optim.Adam(grounding.parameters(), lr=1e-2)
+    first = None
+    for _ in range(150):
+        loss = grounding_loss(grounding(image, pe, texts), target)
+        first = float(loss.detach()) if first is None else first
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    with torch.no_grad():
+        where = torch.nn.functional.interpolate(grounding(image, pe, texts)[:, None], size=(32, 32),
+                                                mode="bilinear", align_corners=False)[:, 0] > 0
+    iou = (where & target).sum((1, 2)).float() / (where | target).sum((1, 2)).float()
+    assert float(loss.detach()) < 0.5 * first
+    assert (iou > 0.85).all(), iou
+
+
+def test_grounding_loss_on_hand_made_masks():
+    target = torch.zeros(1, 8, 8, dtype=torch.bool)
+    target[0, 2:6, 2:6] = True
+    right = torch.where(target, 10.0, -10.0).float()
+    assert float(grounding_loss(right, target)) < 0.01
+    assert float(grounding_loss(-right, target)) > 5.0
+    empty = torch.zeros(1, 8, 8, dtype=torch.bool)       # an absent prompt: the map should stay empty
+    assert float(grounding_loss(torch.full((1, 8, 8), -10.0), empty)) < 0.01
+    assert float(grounding_loss(torch.full((1, 8, 8), 10.0), empty)) > 5.0
+
+
+def test_a_prompt_encoder_without_dense_text_refuses_a_map():
+    encoder = PromptEncoder(32, (4, 4), (64, 64))
+    with pytest.raises(ValueError, match="without dense_text"):
+        encoder(None, torch.randn(1, 1, 32), torch.zeros(1, 4, 4))
+    dense = PromptEncoder(32, (4, 4), (64, 64), dense_text=True)
+    with pytest.raises(ValueError, match="grounding logits must be"):
+        dense(None, torch.randn(1, 1, 32), torch.zeros(2, 4, 4))
+
+
+def test_weights_from_before_the_grounding_load_with_it_off(model, tmp_path):
+    """An old checkpoint (none of the grounding's parameters) answers as before; one missing only
+    part of them is damaged and refused."""
+    path = tmp_path / "old.pt"
+    save_checkpoint(model, path, "fluorosam_cpu_small")
+    payload = torch.load(path, weights_only=True)
+    payload.pop("weights_sha256")
+    state = payload["model"]
+    payload["model"] = {k: v for k, v in state.items() if not k.startswith(GROUNDING_PREFIXES)}
+    torch.save(payload, path)
+    fresh = build_model("fluorosam_cpu_small", sentence_encoder=HashingSentenceEncoder())
+    with torch.no_grad():
+        fresh.prompt_encoder.grounding_embed.weight.normal_()   # as if it had been trained
+    load_checkpoint(fresh, path)
+    assert not fresh.prompt_encoder.grounding_embed.weight.any()
+    embedding = torch.randn(1, 256, 16, 16)
+    tokens = fresh.encode_text(texts=["heart"])
+    with torch.no_grad():
+        plain = fresh.decode(embedding, None, tokens.tokens)
+        grounded = fresh.decode(embedding, None, tokens.tokens, grounding_logits=fresh.ground_text(embedding, tokens))
+    assert torch.equal(plain.masks, grounded.masks)
+    payload["model"] = {k: v for k, v in state.items() if k != "text_grounding.bias"}
+    torch.save(payload, path)
+    with pytest.raises(CheckpointError, match="missing"):
+        load_checkpoint(fresh, path)
+
+
+def test_the_paper_configuration_has_no_grounding():
+    from fluorosam_ros.model.build import CONFIGS
+
+    assert not CONFIGS["fluorosam_swin_l"].text_grounding and CONFIGS["fluorosam_cpu_small"].text_grounding
+
+
+def test_the_predictor_grounds_text_prompts_only(model, monkeypatch):
+    predictor = FluoroSAMPredictor(model)
+    predictor.set_image(np.random.default_rng(0).random((64, 80)).astype(np.float32))
+    calls = []
+    original = model.ground_text
+    monkeypatch.setattr(model, "ground_text", lambda *a: calls.append(1) or original(*a))
+    predictor.predict(text="heart")
+    predictor.predict(points=np.array([[10.0, 20.0]]), labels=np.array([1]))
+    predictor.predict(text="heart", points=np.array([[10.0, 20.0]]), labels=np.array([1]))
+    assert len(calls) == 2
