@@ -87,11 +87,18 @@ def build_model(name: str, checkpoint: str | Path | None = None, sentence_encode
     """A registered model, with weights from `checkpoint` when given.
 
     The sentence encoder (frozen, from a registry package) is created lazily unless passed in;
-    `load_sentence_encoder=False` builds a model that takes text embeddings only.
+    `load_sentence_encoder=False` builds a model that takes text embeddings only. With a
+    checkpoint, the dense text grounding is built exactly when the checkpoint has one (unless
+    `overrides` says otherwise).
     """
     if name not in CONFIGS:
         raise ValueError(f"unknown model {name!r}; registered: {sorted(CONFIGS)}")
-    config = replace(CONFIGS[name], **(overrides or {}))
+    overrides = dict(overrides or {})
+    if checkpoint is not None and "text_grounding" not in overrides:
+        stored = _stored_grounding(checkpoint)
+        if stored is not None:
+            overrides["text_grounding"] = stored
+    config = replace(CONFIGS[name], **overrides)
     if config.image_encoder == "swin_l" and checkpoint is None:
         raise CheckpointError("fluorosam_swin_l has no bundled weights: pass checkpoint=<your weights file>")
     if sentence_encoder is None and load_sentence_encoder:
@@ -102,6 +109,16 @@ def build_model(name: str, checkpoint: str | Path | None = None, sentence_encode
     if checkpoint is not None:
         load_checkpoint(model, checkpoint, expected_name=name)
     return model
+
+
+def _stored_grounding(path: str | Path) -> bool | None:
+    """Whether the checkpoint holds dense text grounding parameters; None when it is unreadable
+    (load_checkpoint then says why)."""
+    try:
+        state = torch.load(Path(path), map_location="cpu", weights_only=True)["model"]
+        return any(str(key).startswith(GROUNDING_PREFIXES) for key in state)
+    except Exception:
+        return None
 
 
 def weights_digest(state: dict[str, torch.Tensor]) -> str:
@@ -173,7 +190,8 @@ def _without_absent_grounding(model: FluoroSAM, missing: list[str], path: Path) 
     with torch.no_grad():
         model.prompt_encoder.grounding_embed.weight.zero_()
         model.prompt_encoder.grounding_embed.bias.zero_()
-    log.warning("%s predates the dense text grounding: it stays off (text prompts use the token only)", path)
+    log.warning("%s predates the dense text grounding: it starts switched off (its dense embedding zeroed; "
+                "it has an effect only once trained)", path)
     return [key for key in missing if key not in grounding]
 
 

@@ -32,6 +32,7 @@ class Prediction:
     low_res_logits: np.ndarray  # (K, S/4, S/4), for iterative refinement
     absent_threshold: float = 0.5
     text_prompted: bool = True   # "absent" answers a text prompt; clicks say the structure is there
+    from_grounding: bool = False  # the best mask is the coarse text grounding map (the decoder's was empty)
 
     @property
     def absent(self) -> bool:
@@ -43,9 +44,13 @@ class Prediction:
 
 
 class FluoroSAMPredictor:
-    def __init__(self, model: FluoroSAM, absent_threshold: float = 0.5) -> None:
+    def __init__(self, model: FluoroSAM, absent_threshold: float = 0.5, grounding_fallback: bool = True) -> None:
+        """`grounding_fallback`: when a text-only prompt's best decoder mask is empty but the
+        structure is not called absent, answer with the coarse text grounding map instead (the
+        decoder, trained with a focal loss, tends to return nothing where it is unsure)."""
         self.model = model.eval()
         self.absent_threshold = absent_threshold
+        self.grounding_fallback = grounding_fallback
         self.device = next(model.parameters()).device
         self._embedding: torch.Tensor | None = None
         self._original_size: tuple[int, int] | None = None
@@ -90,11 +95,19 @@ class FluoroSAMPredictor:
                                    multimask_output, grounding_logits=grounding)
         logits = self.model.preprocessor.postprocess_masks(output.masks, self._input_size, self._original_size)[0]
         order = torch.argsort(output.iou_predictions[0], descending=True)
-        return Prediction(masks=(logits[order] > 0).cpu().numpy(),
+        masks = (logits[order] > 0).cpu().numpy()
+        from_grounding = False
+        if self.grounding_fallback and grounding is not None and point_inputs is None and not masks[0].any():
+            coarse = self.model.preprocessor.postprocess_masks(grounding[:, None], self._input_size,
+                                                               self._original_size)[0, 0] > 0
+            if bool(coarse.any()):
+                masks[0], from_grounding = coarse.cpu().numpy(), True
+        return Prediction(masks=masks,
                           iou_scores=output.iou_predictions[0][order].cpu().numpy(),
                           absent_score=float(torch.sigmoid(output.absent_logits[0])),
                           low_res_logits=output.masks[0][order].cpu().numpy(),
-                          absent_threshold=self.absent_threshold, text_prompted=text_tokens is not None)
+                          absent_threshold=self.absent_threshold, text_prompted=text_tokens is not None,
+                          from_grounding=from_grounding)
 
     def _text_tokens(self, text: str | None) -> TextTokens | None:
         if text is None:

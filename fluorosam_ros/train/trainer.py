@@ -73,6 +73,7 @@ class TrainConfig:
     # image encoder): a per-cell linear task, cheap, and the decoder then trains against a useful map
     grounding_pretrain_steps: int = 0
     text_token_scale: float | None = None  # None: the registry's
+    text_grounding: bool | None = None     # the dense text grounding; None: the registry's
     reinit_text_path: bool = False       # fresh text MLP and codebook (e.g. after a collapsed codebook)
     log_every: int = 10
     augment: bool = True
@@ -111,6 +112,8 @@ class Trainer:
         overrides = {"image_size": config.image_size} if config.image_size else {}
         if config.text_token_scale is not None:
             overrides["text_token_scale"] = config.text_token_scale
+        if config.text_grounding is not None:
+            overrides["text_grounding"] = config.text_grounding
         self.module = (model or build_model(config.model, overrides=overrides)).to(self.device)
         if config.init_from:  # weights from before the dense text grounding: it starts fresh
             load_checkpoint(self.module, config.init_from, expected_name=config.model)
@@ -465,6 +468,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="share of absent-structure prompts (trains the absent head)")
     parser.add_argument("--reinit-text-path", action="store_true", help="fresh text MLP and codebook")
     parser.add_argument("--text-token-scale", type=float, default=None, help="multiplier of the text token")
+    parser.add_argument("--text-grounding", action=argparse.BooleanOptionalAction, default=None,
+                        help="build the model with (or without) the dense text grounding (default: the registry's)")
     parser.add_argument("--pretrain-grounding", type=int, default=defaults.grounding_pretrain_steps, metavar="STEPS",
                         help="a fresh run first trains the text grounding alone for STEPS steps "
                              "(with --freeze-image-encoder)")
@@ -479,7 +484,7 @@ def main(argv: list[str] | None = None) -> int:
                      init_from=args.init_from, freeze_image_encoder=args.freeze_image_encoder,
                      reinit_text_path=args.reinit_text_path, text_token_scale=args.text_token_scale,
                      embedding_cache_copies=args.embedding_cache, reseed_until=args.reseed_until,
-                     grounding_pretrain_steps=args.pretrain_grounding)
+                     grounding_pretrain_steps=args.pretrain_grounding, text_grounding=args.text_grounding)
     if args.negative_probability is not None:
         config = replace(config, prompts=replace(config.prompts, negative_prompt_probability=args.negative_probability))
     metrics = Trainer(config).fit()

@@ -150,3 +150,44 @@ def test_the_predictor_grounds_text_prompts_only(model, monkeypatch):
     predictor.predict(points=np.array([[10.0, 20.0]]), labels=np.array([1]))
     predictor.predict(text="heart", points=np.array([[10.0, 20.0]]), labels=np.array([1]))
     assert len(calls) == 2
+
+
+def test_an_empty_text_only_answer_falls_back_to_the_grounding_map(model, monkeypatch):
+    """The decoder finds nothing, the map points at the top-left quarter: text alone answers with
+    the map; with a click (the user says where) and with the fallback off the decoder's answer stands."""
+    from fluorosam_ros.model.mask_decoder import DecoderOutput
+
+    def empty_decode(embedding, points, tokens, multimask_output=True, grounding_logits=None):
+        batch = tokens.shape[0] if tokens is not None else points[0].shape[0]
+        return DecoderOutput(torch.full((batch, 3, 64, 64), -5.0), torch.zeros(batch, 3), torch.full((batch,), -5.0))
+
+    def top_left(embedding, tokens):
+        logits = torch.full((1, 16, 16), -5.0)
+        logits[:, :8, :8] = 5.0
+        return logits
+
+    monkeypatch.setattr(model, "decode", empty_decode)
+    monkeypatch.setattr(model, "ground_text", top_left)
+    image = np.random.default_rng(0).random((128, 128)).astype(np.float32)
+    predictor = FluoroSAMPredictor(model)
+    predictor.set_image(image)
+    answer = predictor.predict(text="heart")
+    assert answer.from_grounding and not answer.absent
+    rows, cols = np.nonzero(answer.best_mask)
+    assert rows.max() < 70 and cols.max() < 70 and answer.best_mask.sum() > 0.2 * 64 * 64
+    clicked = predictor.predict(text="heart", points=np.array([[100.0, 100.0]]), labels=np.array([1]))
+    assert not clicked.from_grounding and not clicked.best_mask.any()
+    strict = FluoroSAMPredictor(model, grounding_fallback=False)
+    strict.set_image(image)
+    assert not strict.predict(text="heart").best_mask.any()
+
+
+def test_build_model_builds_the_grounding_a_checkpoint_has(model, tmp_path):
+    with_grounding = tmp_path / "with.pt"
+    save_checkpoint(model, with_grounding, "fluorosam_cpu_small")
+    plain = build_model("fluorosam_cpu_small", sentence_encoder=HashingSentenceEncoder(),
+                        overrides={"text_grounding": False})
+    without = tmp_path / "without.pt"
+    save_checkpoint(plain, without, "fluorosam_cpu_small")
+    assert build_model("fluorosam_cpu_small", with_grounding, HashingSentenceEncoder()).text_grounding is not None
+    assert build_model("fluorosam_cpu_small", without, HashingSentenceEncoder()).text_grounding is None
