@@ -32,7 +32,7 @@ class Prediction:
     low_res_logits: np.ndarray  # (K, S/4, S/4), for iterative refinement
     absent_threshold: float = 0.5
     text_prompted: bool = True   # "absent" answers a text prompt; clicks say the structure is there
-    from_grounding: bool = False  # the best mask is the coarse text grounding map (the decoder's was empty)
+    from_grounding: bool = False  # the best mask is the coarse text grounding map (text-only prompts)
 
     @property
     def absent(self) -> bool:
@@ -44,13 +44,14 @@ class Prediction:
 
 
 class FluoroSAMPredictor:
-    def __init__(self, model: FluoroSAM, absent_threshold: float = 0.5, grounding_fallback: bool = True) -> None:
-        """`grounding_fallback`: when a text-only prompt's best decoder mask is empty but the
-        structure is not called absent, answer with the coarse text grounding map instead (the
-        decoder, trained with a focal loss, tends to return nothing where it is unsure)."""
+    def __init__(self, model: FluoroSAM, absent_threshold: float = 0.5, text_only_from_grounding: bool = True) -> None:
+        """`text_only_from_grounding`: a text-only prompt's best mask is the (coarse, 16x16,
+        upsampled) text grounding map where the model has one and it is not empty; the decoder's
+        own text-only mask scored lower on held-out views (it tends to return nothing where it
+        is unsure), and it is kept as the next mask. With clicks the decoder always answers."""
         self.model = model.eval()
         self.absent_threshold = absent_threshold
-        self.grounding_fallback = grounding_fallback
+        self.text_only_from_grounding = text_only_from_grounding
         self.device = next(model.parameters()).device
         self._embedding: torch.Tensor | None = None
         self._original_size: tuple[int, int] | None = None
@@ -96,14 +97,17 @@ class FluoroSAMPredictor:
         logits = self.model.preprocessor.postprocess_masks(output.masks, self._input_size, self._original_size)[0]
         order = torch.argsort(output.iou_predictions[0], descending=True)
         masks = (logits[order] > 0).cpu().numpy()
+        scores = output.iou_predictions[0][order]
         from_grounding = False
-        if self.grounding_fallback and grounding is not None and point_inputs is None and not masks[0].any():
-            coarse = self.model.preprocessor.postprocess_masks(grounding[:, None], self._input_size,
-                                                               self._original_size)[0, 0] > 0
-            if bool(coarse.any()):
-                masks[0], from_grounding = coarse.cpu().numpy(), True
+        if self.text_only_from_grounding and grounding is not None and point_inputs is None:
+            coarse = (self.model.preprocessor.postprocess_masks(grounding[:, None], self._input_size,
+                                                                self._original_size)[0, 0] > 0).cpu().numpy()
+            if coarse.any():  # the map takes the decoder's best score (there is no score of its own)
+                masks = np.concatenate([coarse[None], masks[:-1]])
+                scores = torch.cat([scores[:1], scores[:-1]])
+                from_grounding = True
         return Prediction(masks=masks,
-                          iou_scores=output.iou_predictions[0][order].cpu().numpy(),
+                          iou_scores=scores.cpu().numpy(),
                           absent_score=float(torch.sigmoid(output.absent_logits[0])),
                           low_res_logits=output.masks[0][order].cpu().numpy(),
                           absent_threshold=self.absent_threshold, text_prompted=text_tokens is not None,

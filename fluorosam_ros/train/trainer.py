@@ -141,6 +141,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.device.type == "cuda")
         self.step = 0
         self.epoch = 0
+        self.grounding_pretrained = False
         self._stop_requested = threading.Event()
         self.status_callback = status_callback
         self.out_dir = Path(config.out_dir)
@@ -283,8 +284,10 @@ class Trainer:
         from tqdm import tqdm
 
         samples = self._samples()
-        if self.step == 0 and self.config.grounding_pretrain_steps:
+        if self.step == 0 and self.config.grounding_pretrain_steps and not self.grounding_pretrained:
             self.pretrain_grounding(samples, self.config.grounding_pretrain_steps, progress)
+            self.grounding_pretrained = True
+            self.save(self.out_dir / "checkpoint_last.pt")  # kept even with --steps 0; not repeated on resume
         bar = tqdm(total=self.config.max_steps, initial=self.step, disable=not progress or self.rank != 0,
                    desc="training", unit="step")
         started, first_step, metrics = time.perf_counter(), self.step, {}
@@ -362,7 +365,8 @@ class Trainer:
         if self.rank != 0:
             return
         save_checkpoint(self.module, path, self.config.model, {
-            "step": self.step, "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+            "step": self.step, "grounding_pretrained": self.grounding_pretrained,
+            "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
             "train_config": to_jsonable(asdict(self.config)),
             "rng": {"python": random.getstate(), "numpy": self.rng.bit_generator.state,
                     "torch": torch.get_rng_state()},
@@ -373,6 +377,7 @@ class Trainer:
         self.optimizer.load_state_dict(payload["optimizer"])
         self.scheduler.load_state_dict(payload["scheduler"])
         self.step = int(payload["step"])
+        self.grounding_pretrained = bool(payload.get("grounding_pretrained", False))
         rng = payload.get("rng", {})
         if "numpy" in rng:
             self.rng.bit_generator.state = rng["numpy"]

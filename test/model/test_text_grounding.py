@@ -152,9 +152,10 @@ def test_the_predictor_grounds_text_prompts_only(model, monkeypatch):
     assert len(calls) == 2
 
 
-def test_an_empty_text_only_answer_falls_back_to_the_grounding_map(model, monkeypatch):
+def test_a_text_only_answer_comes_from_the_grounding_map(model, monkeypatch):
     """The decoder finds nothing, the map points at the top-left quarter: text alone answers with
-    the map; with a click (the user says where) and with the fallback off the decoder's answer stands."""
+    the map (the decoder's masks follow it); with a click (the user says where) and with the
+    option off the decoder's answer stands."""
     from fluorosam_ros.model.mask_decoder import DecoderOutput
 
     def empty_decode(embedding, points, tokens, multimask_output=True, grounding_logits=None):
@@ -175,9 +176,10 @@ def test_an_empty_text_only_answer_falls_back_to_the_grounding_map(model, monkey
     assert answer.from_grounding and not answer.absent
     rows, cols = np.nonzero(answer.best_mask)
     assert rows.max() < 70 and cols.max() < 70 and answer.best_mask.sum() > 0.2 * 64 * 64
+    assert answer.masks.shape == (3, 128, 128) and not answer.masks[1:].any() and answer.iou_scores.shape == (3,)
     clicked = predictor.predict(text="heart", points=np.array([[100.0, 100.0]]), labels=np.array([1]))
     assert not clicked.from_grounding and not clicked.best_mask.any()
-    strict = FluoroSAMPredictor(model, grounding_fallback=False)
+    strict = FluoroSAMPredictor(model, text_only_from_grounding=False)
     strict.set_image(image)
     assert not strict.predict(text="heart").best_mask.any()
 

@@ -119,6 +119,16 @@ def test_pretraining_the_text_grounding_lowers_its_loss_and_touches_nothing_else
     record_figure(f"text grounding pre-training (64^2, 40 steps): loss {first:.3f} -> {last:.3f}")
     assert last < 0.8 * first
     assert all(torch.equal(p, others[name]) for name, p in trainer.module.named_parameters() if name in others)
+    # through fit(): kept in a checkpoint even with no decoder steps, and not repeated on resume
+    config = config_for(data_dir, tmp_path / "fit", max_steps=0, freeze_image_encoder=True, embedding_cache_copies=1,
+                        grounding_pretrain_steps=3)
+    Trainer(config, model=tiny_model()).fit(progress=False)
+    resumed = Trainer(replace(config, max_steps=1), model=tiny_model())
+    assert resumed.grounding_pretrained
+    calls = []
+    resumed.pretrain_grounding = lambda *a, **k: calls.append(1)
+    resumed.fit(progress=False)
+    assert not calls and resumed.step == 1
     with pytest.raises(ValueError, match="freeze_image_encoder"):
         Trainer(config_for(data_dir, tmp_path / "b", max_steps=2), model=tiny_model()).pretrain_grounding(iter([]), 1)
 
