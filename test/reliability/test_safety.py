@@ -140,9 +140,13 @@ def test_velocity_limits_hold_during_motion(system, ledger):
         assert np.all(travel <= max_mm_s * (dt + period) * (1 + tolerance) + 1e-9), "translation speed limit exceeded"
     # fitted speed of each motion (the samples flagged moving), angular and linear
     moving = np.array([s.moving for s in states])
-    edges = np.flatnonzero(np.diff(moving.astype(int)))
-    segments = [(a + 1, b + 1) for a, b in zip(edges[::2], edges[1::2])]
-    assert len(segments) >= 2, f"expected two motions, saw {len(segments)}"
+    # padded with "still" at both ends, so a motion cut off by the recording still pairs up
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], moving.astype(int), [0]])))
+    segments = [(a, b) for a, b in zip(edges[::2], edges[1::2])]
+    gaps = np.diff(times)
+    assert len(segments) >= 2, (f"expected two motions, saw {segments} in {len(states)} samples; largest gap between "
+                                f"samples {gaps.max():.2f} s at sample {int(gaps.argmax())}; alpha "
+                                f"{poses[0, 3]:.1f} -> {poses[-1, 3]:.1f} deg; rotate: {rotate.message!r}, move: {move.message!r}")
     fitted_deg = fitted_mm = 0.0
     for a, b in segments:
         t = times[a:b] - times[a]
