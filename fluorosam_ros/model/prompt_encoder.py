@@ -77,7 +77,7 @@ class PromptEncoder(nn.Module):
         # Row 0: negative point, row 1: positive point (indexed directly by the label).
         self.point_embeddings = nn.Embedding(2, embed_dim)
         self.not_a_point_embed = nn.Embedding(1, embed_dim)
-        # No mask prompts in FluoroSAM: the dense input is always this learned embedding.
+        # No mask prompts in FluoroSAM: the dense input is this learned embedding (+ the text grounding).
         self.no_mask_embed = nn.Embedding(1, embed_dim)
         self.grounding_embed: nn.Conv2d | None = None
         if dense_text:
