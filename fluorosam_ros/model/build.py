@@ -94,10 +94,9 @@ def build_model(name: str, checkpoint: str | Path | None = None, sentence_encode
     if name not in CONFIGS:
         raise ValueError(f"unknown model {name!r}; registered: {sorted(CONFIGS)}")
     overrides = dict(overrides or {})
-    if checkpoint is not None and "text_grounding" not in overrides:
-        stored = _stored_grounding(checkpoint)
-        if stored is not None:
-            overrides["text_grounding"] = stored
+    payload = read_checkpoint(checkpoint, expected_name=name) if checkpoint is not None else None
+    if payload is not None:
+        overrides.setdefault("text_grounding", any(str(key).startswith(GROUNDING_PREFIXES) for key in payload["model"]))
     config = replace(CONFIGS[name], **overrides)
     if config.image_encoder == "swin_l" and checkpoint is None:
         raise CheckpointError("fluorosam_swin_l has no bundled weights: pass checkpoint=<your weights file>")
@@ -106,19 +105,9 @@ def build_model(name: str, checkpoint: str | Path | None = None, sentence_encode
     if pretrained_backbone is None:
         pretrained_backbone = checkpoint is None
     model = _build(config, sentence_encoder, pretrained_backbone)
-    if checkpoint is not None:
-        load_checkpoint(model, checkpoint, expected_name=name)
+    if payload is not None:
+        _load_payload(model, payload, Path(checkpoint))
     return model
-
-
-def _stored_grounding(path: str | Path) -> bool | None:
-    """Whether the checkpoint holds dense text grounding parameters; None when it is unreadable
-    (load_checkpoint then says why)."""
-    try:
-        state = torch.load(Path(path), map_location="cpu", weights_only=True)["model"]
-        return any(str(key).startswith(GROUNDING_PREFIXES) for key in state)
-    except Exception:
-        return None
 
 
 def weights_digest(state: dict[str, torch.Tensor]) -> str:
@@ -150,6 +139,13 @@ def load_checkpoint(model: FluoroSAM, path: str | Path, expected_name: str | Non
 
     A checkpoint from before the dense text grounding (none of its parameters) loads with the
     grounding switched off: its dense embedding is zeroed, so the model answers as it did."""
+    payload = read_checkpoint(path, expected_name)
+    _load_payload(model, payload, Path(path))
+    return payload
+
+
+def read_checkpoint(path: str | Path, expected_name: str | None = None) -> dict:
+    """The checkpoint's payload, checked (readable, digest, model name, finite weights)."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
@@ -170,6 +166,10 @@ def load_checkpoint(model: FluoroSAM, path: str | Path, expected_name: str | Non
            if torch.is_tensor(value) and value.is_floating_point() and not torch.isfinite(value).all()]
     if bad:
         raise CheckpointError(f"{path} holds NaN or inf weights (e.g. {bad[:3]})")
+    return payload
+
+
+def _load_payload(model: FluoroSAM, payload: dict, path: Path) -> None:
     try:
         result = model.load_state_dict(payload["model"], strict=False)
     except RuntimeError as error:  # tensor shapes of another configuration
@@ -179,7 +179,6 @@ def load_checkpoint(model: FluoroSAM, path: str | Path, expected_name: str | Non
         raise CheckpointError(f"{path} does not fit this architecture: {len(missing)} missing "
                               f"(e.g. {missing[:3]}), {len(result.unexpected_keys)} unexpected "
                               f"(e.g. {result.unexpected_keys[:3]})")
-    return payload
 
 
 def _without_absent_grounding(model: FluoroSAM, missing: list[str], path: Path) -> list[str]:

@@ -246,8 +246,7 @@ class Trainer:
         self._step_texts.extend(texts)
         tokens = module.encode_text(texts=texts)
         grounding = module.ground_text(embedding, tokens)  # the same for every click round
-        low = module.image_size // 4
-        targets = torch.stack([_low_res_target(p.target, preprocessor, input_size, low) for p in prompts]).to(self.device)
+        targets = self._low_res_targets(prompts, input_size)
         absent = torch.tensor([p.absent for p in prompts], device=self.device)
         rounds = int(self.rng.integers(0, self.config.max_points + 1))
         points = [np.zeros((0, 2)) for _ in prompts]
@@ -334,18 +333,31 @@ class Trainer:
             loss.backward()
             optimizer.step()
             losses.append(float(loss.detach()))
+        if self.world_size > 1:  # each rank trained on its own shard: rank 0's head is the truth
+            for parameter in grounding.parameters():
+                dist.broadcast(parameter.data, src=0)
         log.info("text grounding pre-trained for %d steps: loss %.3f -> %.3f", steps,
                  float(np.mean(losses[:20])), float(np.mean(losses[-20:])))
         return losses
 
+    def embeddings_of(self, items: list[dict]) -> tuple[torch.Tensor, list[tuple[int, int]]]:
+        """(B, D, h, w) image embeddings and input sizes: cached ones, or encoded now (with a
+        gradient only when the image encoder trains)."""
+        if all("embedding" in item for item in items):  # from the embedding cache
+            return torch.cat([item["embedding"] for item in items]).to(self.device), [item["input_size"] for item in items]
+        with torch.set_grad_enabled(not self.config.freeze_image_encoder):
+            return embed_items(self.module, items, self.device)
+
+    def _low_res_targets(self, prompts: list[TrainingPrompt], input_size) -> torch.Tensor:
+        module = self.module
+        low = module.image_size // 4
+        return torch.stack([_low_res_target(p.target, module.preprocessor, input_size, low)
+                            for p in prompts]).to(self.device)
+
     def _grounding_only_loss(self, item: dict, image_pe: torch.Tensor) -> torch.Tensor:
         module = self.module
-        if "embedding" in item:
-            embedding, size = item["embedding"].to(self.device), item["input_size"]
-        else:
-            with torch.no_grad():
-                embeddings, sizes = embed_items(module, [item], self.device)
-            embedding, size = embeddings, sizes[0]
+        embeddings, sizes = self.embeddings_of([item])
+        embedding, size = embeddings, sizes[0]
         sample = _as_sample(item)
         prompts = [sample_prompt(sample, self.rng, self.config.prompts) for _ in range(2 * self.config.prompts_per_image)]
         prompts = [p for p in prompts if p.text is not None]
@@ -353,9 +365,8 @@ class Trainer:
             return torch.zeros((), device=self.device)
         with torch.no_grad():
             sentences = module.text_encoder.embed_texts([p.text for p in prompts]).to(self.device)
-        low = module.image_size // 4
-        targets = torch.stack([_low_res_target(p.target, module.preprocessor, size, low) for p in prompts])
-        return grounding_loss(module.text_grounding(embedding.detach(), image_pe, sentences), targets.to(self.device))
+        return grounding_loss(module.text_grounding(embedding.detach(), image_pe, sentences),
+                              self._low_res_targets(prompts, size))
 
     def request_stop(self) -> None:
         """Finish the current step, save a checkpoint and return from fit() (thread-safe)."""
@@ -401,12 +412,7 @@ class _StepLoss(torch.nn.Module):
 
     def forward(self, items: list[dict]):
         trainer = self._trainer[0]
-        if all("embedding" in item for item in items):  # from the embedding cache
-            embeddings = torch.cat([item["embedding"] for item in items]).to(trainer.device)
-            sizes = [item["input_size"] for item in items]
-        else:
-            with torch.set_grad_enabled(not trainer.config.freeze_image_encoder):
-                embeddings, sizes = embed_items(self.model, items, trainer.device)
+        embeddings, sizes = trainer.embeddings_of(items)
         losses = []
         for index, item in enumerate(items):
             sample = _as_sample(item)
