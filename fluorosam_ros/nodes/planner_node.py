@@ -118,7 +118,12 @@ class PlannerNode(Node):
         self._frames_lock = threading.Lock()
         self._image_states: dict[tuple[int, int], CArmStateMsg] = {}
         self._latest: tuple[Image, CArmStateMsg] | None = None
-        self._cancel = threading.Event()
+        # every stop bumps this count; a request is canceled once the count moved past the value
+        # it was accepted with. A count, not an event that each request clears: a stop arriving
+        # between a request leaving the queue and its move starting would otherwise be lost
+        self._stops = 0
+        self._stops_lock = threading.Lock()  # the intent and the action-cancel callbacks may race
+        self._active_generation = 0
         self._busy = threading.Lock()
         self.frames_refused = 0
 
@@ -237,6 +242,7 @@ class PlannerNode(Node):
     def _execute(self, handle) -> AcquireView.Result:
         goal = handle.request
         started = time.perf_counter()
+        generation = self._stops
 
         def feedback(stage: str, detail: str) -> None:
             handle.publish_feedback(AcquireView.Feedback(stage=stage, detail=detail))
@@ -246,7 +252,8 @@ class PlannerNode(Node):
         except PlanningInputError as error:
             outcome = AcquireOutcome(False, str(error), "invalid")
         else:
-            outcome = self.acquire_view(request, feedback)
+            outcome = AcquireOutcome(False, "canceled before it started", "canceled") \
+                if handle.is_cancel_requested else self.acquire_view(request, feedback, generation)
         result = self._result_msg(outcome)
         self._publish_event("show", goal.structure, goal.view, "", outcome, time.perf_counter() - started)
         if outcome.failure_reason == "canceled" and handle.is_cancel_requested:
@@ -257,14 +264,14 @@ class PlannerNode(Node):
             handle.abort()
         return result
 
-    def acquire_view(self, request: AcquireRequest, feedback=None) -> AcquireOutcome:
+    def acquire_view(self, request: AcquireRequest, feedback=None, generation: int | None = None) -> AcquireOutcome:
         if not self._busy.acquire(blocking=False):
             return AcquireOutcome(False, "another request is running", "busy")
         try:
-            self._cancel.clear()
+            self._active_generation = self._stops if generation is None else generation
             before = self.current_state() if self.state_msg is not None and self.device is not None else None
             motions = self.motions
-            outcome = self.loop.run(request, feedback, self._cancel.is_set)
+            outcome = self.loop.run(request, feedback, self.cancel_requested)
             if before is not None and self.motions != motions:  # undo returns to before a request that moved
                 self.history.append(before)
             self.get_logger().info(f"AcquireView {request.structure!r} {request.view!r}: {outcome.summary()}")
@@ -304,18 +311,19 @@ class PlannerNode(Node):
                                                         f"[{self.confidence_threshold:.2f}, 1]: nothing moved")
             return
         try:
-            self._requests.put_nowait(msg)
+            self._requests.put_nowait((msg, self._stops))
         except queue.Full:
             self._publish_simple(msg, False, "busy", "too many queued requests; this one was dropped")
 
     def _work(self) -> None:
         while True:
-            msg = self._requests.get()
-            if msg is None:
+            item = self._requests.get()
+            if item is None:
                 return
+            msg, generation = item
             started = time.perf_counter()
             try:
-                outcome = self._handle_intent(msg)
+                outcome = self._handle_intent(msg, generation)
             except (AcquisitionError, PlanningInputError, MessageError) as error:
                 outcome = AcquireOutcome(False, str(error), getattr(error, "reason", "invalid"))
             except Exception as error:  # a bug must not kill the worker: log it, keep serving
@@ -324,12 +332,14 @@ class PlannerNode(Node):
             self._publish_event(msg.kind, msg.structure, msg.view, msg.source_text, outcome,
                                 time.perf_counter() - started)
 
-    def _handle_intent(self, msg: IntentMsg) -> AcquireOutcome:
+    def _handle_intent(self, msg: IntentMsg, generation: int) -> AcquireOutcome:
+        if generation != self._stops:  # queued before a stop that the drain missed
+            return AcquireOutcome(False, "stopped before it started", "canceled")
         kind = msg.kind
         if kind in (IntentMsg.SHOW, IntentMsg.COLLIMATE) and msg.structure:
             angle = float(msg.amount) if msg.unit.startswith("deg") else math.nan
             request = AcquireRequest(msg.structure, msg.view if kind == IntentMsg.SHOW else "", 0.0, angle)
-            return self.acquire_view(request)
+            return self.acquire_view(request, generation=generation)
         if kind == IntentMsg.WHERE:
             return self._where(msg.structure)
         if kind == IntentMsg.ACQUIRE:
@@ -339,11 +349,11 @@ class PlannerNode(Node):
         if kind == IntentMsg.COLLIMATE:
             collimation = adjust_collimation(current.collimation, msg.direction or "tighter",
                                              current.config.sensor_width_px, current.config.sensor_height_px)
-            return self._move_to(current.with_collimation(collimation), f"collimation {msg.direction}")
+            return self._move_to(current.with_collimation(collimation), f"collimation {msg.direction}", generation)
         if kind == IntentMsg.UNDO:
             if not self.history:
                 return AcquireOutcome(False, "nothing to undo", "nothing_to_undo")
-            return self._move_to(self.history.pop(), "undo", remember=False)
+            return self._move_to(self.history.pop(), "undo", generation, remember=False)
         if kind in (IntentMsg.MOVE, IntentMsg.ROTATE, IntentMsg.TILT, IntentMsg.ZOOM):
             if math.isinf(msg.amount):  # NaN means "not given" (the default step); inf is malformed
                 raise PlanningInputError(f"{kind} by {msg.amount} {msg.unit}: the amount must be finite")
@@ -351,14 +361,14 @@ class PlannerNode(Node):
             result = relative_move(current.pose, current.geometry, kind, msg.direction or None, amount,
                                    config=self.config.views)
             message = f"{kind} {msg.direction}" + (f" (clamped: {result.message})" if result.clamped else "")
-            return self._move_to(current.with_pose(result.pose), message)
+            return self._move_to(current.with_pose(result.pose), message, generation)
         raise PlanningInputError(f"the planner does not act on {kind!r} intents")
 
-    def _move_to(self, target: CArmState, what: str, remember: bool = True) -> AcquireOutcome:
+    def _move_to(self, target: CArmState, what: str, generation: int, remember: bool = True) -> AcquireOutcome:
         if not self._busy.acquire(blocking=False):
             return AcquireOutcome(False, "another request is running", "busy")
         try:
-            self._cancel.clear()
+            self._active_generation = generation
             before, motions = self.current_state(), self.motions
             try:
                 frame = RosCArm(self).move(target, acquire=True)
@@ -381,8 +391,13 @@ class PlannerNode(Node):
         return AcquireOutcome(True, f"'{target.prompt}' found ({int(mask.sum())} px); nothing moved",
                               final_state=frame.state, final_mask=mask)
 
+    def cancel_requested(self) -> bool:
+        """Whether a stop came after the running request was accepted."""
+        return self._stops != self._active_generation
+
     def stop_motion(self, why: str) -> None:
-        self._cancel.set()
+        with self._stops_lock:
+            self._stops += 1
         handle = self.active_move
         if handle is not None:
             handle.cancel_goal_async()
@@ -418,7 +433,8 @@ class PlannerNode(Node):
         self.events_pub.publish(event)
 
     def close(self) -> None:
-        self._cancel.set()
+        with self._stops_lock:
+            self._stops += 1
         self._requests.put(None)
 
 

@@ -46,15 +46,23 @@ def wait_for(future, timeout_s: float, what: str):
     return future.result()
 
 
-def wait_for_move(node, future):
+def wait_for_move(node, handle, future):
     """The /carm/move result, or AcquisitionError: "timeout" after the node's move timeout, and
     "carm_unavailable" as soon as /carm/state has been silent for its state timeout (the C-arm
-    driver went away mid-move; an action client alone would only notice at the move timeout)."""
+    driver went away mid-move; an action client alone would only notice at the move timeout).
+    A stop the node saw (`node.cancel_requested()`) cancels the goal here too: the stop callback
+    cancels `node.active_move` at once, but it can run before this move's handle is stored."""
     done = threading.Event()
     future.add_done_callback(lambda _: done.set())
     started = time.monotonic()
     state_timeout = node.timeouts.get("state_s", 0.0)
-    while not done.wait(0.1):
+    cancel_sent = False
+    while True:
+        if not cancel_sent and node.cancel_requested():
+            handle.cancel_goal_async()
+            cancel_sent = True
+        if done.wait(0.05):
+            break
         now = time.monotonic()
         silent = now - max(getattr(node, "last_state_at", now), started)
         if state_timeout > 0 and silent > state_timeout:
@@ -92,13 +100,15 @@ class RosCArm:
                              alpha_deg=float(pose.alpha_deg), beta_deg=float(pose.beta_deg),
                              set_collimation=True, collimation=collimation_to_msg(target.collimation),
                              acquire=acquire)
+        if node.cancel_requested():
+            raise AcquisitionError("canceled", "stopped before the move was sent")
         since = node.get_clock().now()
         handle = wait_for(node.move_client.send_goal_async(goal), node.timeouts["service_s"], "/carm/move")
         if not handle.accepted:
             raise AcquisitionError("rejected", "/carm/move did not accept the goal")
         node.active_move = handle
         try:
-            wrapped = wait_for_move(node, handle.get_result_async())
+            wrapped = wait_for_move(node, handle, handle.get_result_async())
         except AcquisitionError:
             handle.cancel_goal_async()  # the C-arm holds where it is
             raise

@@ -195,6 +195,9 @@ def test_stop_preempts_a_running_move_within_one_control_period(system, ledger, 
     first_final = next(t for t, p in received if np.allclose(p, final, atol=1e-9) and (not changed or t > changed[-1]))
     stopped_s = first_final - stop_at
     moved_deg = abs(final[3] - start.alpha_deg)
+    # still moving 2 s after the stop means the stop never reached the C-arm (the last sample would
+    # otherwise pass for a pose stopped part-way)
+    assert not probe.states[-1][1].moving, f"still moving 2 s after the stop (at {moved_deg:.1f} deg)"
     assert 1.0 < moved_deg < abs(turns[direction]) - 1.0, \
         f"the move was not stopped part-way (moved {moved_deg:.1f} of {abs(turns[direction]):.1f} deg)"
     probe._spin_until(lambda: any(e.kind == "rotate" for e in probe.events[before:]), 30.0)
