@@ -33,12 +33,15 @@ CLICK_DEPTH_FRACTION = 0.9
 class PromptSamplerConfig:
     """Probabilities of the prompt kinds. `text_only_probability` is the chance that a text
     prompt stays text-only (no correction clicks, see `correction_clicks`); `max_points` bounds
-    the clicks per prompt."""
+    the clicks per prompt. `canonical_text_probability` is the chance that a text prompt is the
+    structure's canonical name (with the structure's own mask) rather than one of its phrasings:
+    the planner asks with canonical names, and a small head learns them from fewer examples."""
 
     max_points: int = 8
     negative_prompt_probability: float = 0.1
     text_only_probability: float = 0.5
     point_only_probability: float = 0.1
+    canonical_text_probability: float = 0.0
 
 
 @dataclass
@@ -141,15 +144,25 @@ def sample_prompt(sample, rng: np.random.Generator, config: PromptSamplerConfig,
     if not records:
         raise ValueError(f"sample {sample.key}: no masks and no negative prompts to train on")
     point_only = rng.random() < config.point_only_probability
+    canonical = not point_only and rng.random() < config.canonical_text_probability
     for _ in range(MAX_DRAWS):
         index = int(rng.integers(len(records)))
-        drawn = _draw(sample, index, point_only, rng, split)
+        drawn = _draw_canonical(sample, index) if canonical else _draw(sample, index, point_only, rng, split)
         if drawn is not None:
             return drawn
     if negatives:
         log.warning("sample %s: no prompt found a target; using a negative", sample.key)
         return _negative(sample, negatives, rng)
     raise ValueError(f"sample {sample.key}: no prompt of any mask has a target")
+
+
+def _draw_canonical(sample, index: int) -> TrainingPrompt | None:
+    record = sample.meta["masks"][index]
+    target = sample.masks[index]
+    if not record.get("canonical") or not target.any():
+        return None
+    points, labels = _no_points()
+    return TrainingPrompt(record["canonical"], target.copy(), False, points, labels, record["name"], True)
 
 
 def _draw(sample, index: int, point_only: bool, rng: np.random.Generator,

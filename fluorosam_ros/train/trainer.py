@@ -477,6 +477,10 @@ def main(argv: list[str] | None = None) -> int:
                              "from the cached embeddings (much faster on a CPU)")
     parser.add_argument("--negative-probability", type=float, default=None,
                         help="share of absent-structure prompts (trains the absent head)")
+    parser.add_argument("--canonical-text-probability", type=float, default=None, metavar="P",
+                        help="share of text prompts that are the structure's canonical name")
+    parser.add_argument("--augment", action=argparse.BooleanOptionalAction, default=defaults.augment,
+                        help="domain-randomisation augmentation of the training images")
     parser.add_argument("--reinit-text-path", action="store_true", help="fresh text MLP and codebook")
     parser.add_argument("--text-token-scale", type=float, default=None, help="multiplier of the text token")
     parser.add_argument("--text-grounding", action=argparse.BooleanOptionalAction, default=None,
@@ -495,9 +499,13 @@ def main(argv: list[str] | None = None) -> int:
                      init_from=args.init_from, freeze_image_encoder=args.freeze_image_encoder,
                      reinit_text_path=args.reinit_text_path, text_token_scale=args.text_token_scale,
                      embedding_cache_copies=args.embedding_cache, reseed_until=args.reseed_until,
-                     grounding_pretrain_steps=args.pretrain_grounding, text_grounding=args.text_grounding)
+                     grounding_pretrain_steps=args.pretrain_grounding, text_grounding=args.text_grounding,
+                     augment=args.augment)
     if args.negative_probability is not None:
         config = replace(config, prompts=replace(config.prompts, negative_prompt_probability=args.negative_probability))
+    if args.canonical_text_probability is not None:
+        config = replace(config, prompts=replace(config.prompts,
+                                                 canonical_text_probability=args.canonical_text_probability))
     metrics = Trainer(config).fit()
     log.info("finished at step %s: %s", metrics.get("step"), {k: round(v, 4) for k, v in metrics.items()})
     if dist.is_initialized():

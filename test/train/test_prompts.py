@@ -216,3 +216,24 @@ def test_correction_clicks_bounds():
     counts = [correction_clicks(text, rng, config) for _ in range(400)]
     assert 0.4 < np.mean([c == 0 for c in counts]) < 0.6 and max(counts) <= 4
     assert all(correction_clicks(absent, rng, config) == 0 for _ in range(10))
+
+
+def test_canonical_text_prompts_name_the_structure_and_its_own_mask():
+    sample = _sample()
+    canonical = {"rib_1": "first rib", "femur_left": "left femur"}  # the other records have none
+    for record in sample.meta["masks"]:
+        if record["name"] in canonical:
+            record["canonical"] = canonical[record["name"]]
+    rng = np.random.default_rng(3)
+    always = PromptSamplerConfig(negative_prompt_probability=0.0, point_only_probability=0.0,
+                                 canonical_text_probability=1.0)
+    prompts = [sample_prompt(sample, rng, always) for _ in range(100)]
+    assert {p.text for p in prompts} == set(canonical.values())
+    index = {r["name"]: i for i, r in enumerate(sample.meta["masks"])}
+    for p in prompts:
+        assert p.comprehensive and not p.absent
+        assert np.array_equal(p.target, sample.masks[index[p.mask_name]])
+    half = PromptSamplerConfig(negative_prompt_probability=0.0, point_only_probability=0.0,
+                               canonical_text_probability=0.5)
+    texts = [sample_prompt(sample, rng, half).text for _ in range(1000)]
+    assert np.mean([t in canonical.values() for t in texts]) == pytest.approx(0.5, abs=0.05)
