@@ -19,7 +19,7 @@ from typing import Callable
 
 import torch
 
-from .fluorosam import GROUNDING_PREFIXES, FluoroSAM
+from .fluorosam import CONTEXT_PREFIXES, GROUNDING_PREFIXES, FluoroSAM
 from .image_encoder import EfficientNetLiteImageEncoder, SwinImageEncoder
 from .mask_decoder import MaskDecoderConfig
 from .preprocessing import Preprocessor
@@ -50,12 +50,14 @@ class FluoroSAMConfig:
     decoder_mlp_dim: int = 2048
     text_token_scale: float = 16.0   # see TextPromptEncoder: the text token must be as loud as the others
     text_grounding: bool = False     # dense text prompt (text_grounding.py); the paper has the token only
+    grounding_context: bool = False  # the grounding's 3x3 context branch (with text_grounding)
 
 
 CONFIGS = {
     # CPU-friendly: ImageNet EfficientNet-Lite0 at 256^2, MiniLM text tower.
     # The dense text grounding makes text prompts learnable from a CPU's budget of data and steps.
-    "fluorosam_cpu_small": FluoroSAMConfig("fluorosam_cpu_small", "efficientnet_lite0", 256, text_grounding=True),
+    "fluorosam_cpu_small": FluoroSAMConfig("fluorosam_cpu_small", "efficientnet_lite0", 256, text_grounding=True,
+                                           grounding_context=True),
     # The paper's configuration: Swin-L at 448^2, CLIP ViT-B/32 text tower (512-d),
     # MLP 512 -> 512 -> 256, VQ over 8192 codes. Weights come from the user.
     "fluorosam_swin_l": FluoroSAMConfig("fluorosam_swin_l", "swin_l", 448, sentence_encoder="open_clip",
@@ -77,7 +79,8 @@ def _build(config: FluoroSAMConfig, sentence_encoder: SentenceEncoder | None, pr
     prompt = PromptEncoder(config.embed_dim, (grid, grid), (config.image_size, config.image_size),
                            dense_text=config.text_grounding)
     decoder = MaskDecoderConfig(transformer_dim=config.embed_dim, mlp_dim=config.decoder_mlp_dim).build()
-    grounding = TextGrounding(config.embed_dim, config.text_input_dim) if config.text_grounding else None
+    grounding = (TextGrounding(config.embed_dim, config.text_input_dim, context=config.grounding_context)
+                 if config.text_grounding else None)
     return FluoroSAM(image_encoder, text, prompt, decoder, Preprocessor(config.image_size), grounding)
 
 
@@ -96,7 +99,9 @@ def build_model(name: str, checkpoint: str | Path | None = None, sentence_encode
     overrides = dict(overrides or {})
     payload = read_checkpoint(checkpoint, expected_name=name) if checkpoint is not None else None
     if payload is not None:
-        overrides.setdefault("text_grounding", any(str(key).startswith(GROUNDING_PREFIXES) for key in payload["model"]))
+        keys = [str(key) for key in payload["model"]]
+        overrides.setdefault("text_grounding", any(key.startswith(GROUNDING_PREFIXES) for key in keys))
+        overrides.setdefault("grounding_context", any(key.startswith(CONTEXT_PREFIXES) for key in keys))
     config = replace(CONFIGS[name], **overrides)
     if config.image_encoder == "swin_l" and checkpoint is None:
         raise CheckpointError("fluorosam_swin_l has no bundled weights: pass checkpoint=<your weights file>")
@@ -138,7 +143,8 @@ def load_checkpoint(model: FluoroSAM, path: str | Path, expected_name: str | Non
     """Load weights, refusing corrupt or mismatched files (CheckpointError).
 
     A checkpoint from before the dense text grounding (none of its parameters) loads with the
-    grounding switched off: its dense embedding is zeroed, so the model answers as it did."""
+    grounding switched off: its dense embedding is zeroed, so the model answers as it did. One
+    from before the grounding's context branch loads with the branch adding nothing."""
     payload = read_checkpoint(path, expected_name)
     _load_payload(model, payload, Path(path))
     return payload
@@ -174,24 +180,34 @@ def _load_payload(model: FluoroSAM, payload: dict, path: Path) -> None:
         result = model.load_state_dict(payload["model"], strict=False)
     except RuntimeError as error:  # tensor shapes of another configuration
         raise CheckpointError(f"{path} does not fit this architecture: {error}") from error
-    missing = _without_absent_grounding(model, result.missing_keys, path)
+    missing = _without_fresh_parts(model, result.missing_keys, path)
     if missing or result.unexpected_keys:
         raise CheckpointError(f"{path} does not fit this architecture: {len(missing)} missing "
                               f"(e.g. {missing[:3]}), {len(result.unexpected_keys)} unexpected "
                               f"(e.g. {result.unexpected_keys[:3]})")
 
 
-def _without_absent_grounding(model: FluoroSAM, missing: list[str], path: Path) -> list[str]:
-    """`missing` less the grounding's parameters when the checkpoint has none of them (then off)."""
-    grounding = {key for key in model.state_dict() if key.startswith(GROUNDING_PREFIXES)}
-    if not grounding or not grounding <= set(missing):
-        return missing
-    with torch.no_grad():
-        model.prompt_encoder.grounding_embed.weight.zero_()
-        model.prompt_encoder.grounding_embed.bias.zero_()
-    log.warning("%s predates the dense text grounding: it starts switched off (its dense embedding zeroed; "
-                "it has an effect only once trained)", path)
-    return [key for key in missing if key not in grounding]
+def _without_fresh_parts(model: FluoroSAM, missing: list[str], path: Path) -> list[str]:
+    """`missing` less the parts that a checkpoint from before them lacks entirely and that can
+    start fresh without changing the answers: the whole text grounding (switched off: its dense
+    embedding zeroed) or only its context branch (its last layer zeroed: no correction)."""
+    state = model.state_dict()
+    grounding = {key for key in state if key.startswith(GROUNDING_PREFIXES)}
+    context = {key for key in state if key.startswith(CONTEXT_PREFIXES)}
+    if grounding and grounding <= set(missing):
+        with torch.no_grad():
+            model.prompt_encoder.grounding_embed.weight.zero_()
+            model.prompt_encoder.grounding_embed.bias.zero_()
+        log.warning("%s predates the dense text grounding: it starts switched off (its dense embedding zeroed; "
+                    "it has an effect only once trained)", path)
+        return [key for key in missing if key not in grounding]
+    if context and context <= set(missing):
+        with torch.no_grad():
+            model.text_grounding.context[-1].weight.zero_()
+            model.text_grounding.context[-1].bias.zero_()
+        log.info("%s predates the grounding's context branch: it starts adding nothing", path)
+        return [key for key in missing if key not in context]
+    return missing
 
 
 def bundled_checkpoint(name: str = "fluorosam_cpu_small") -> Path:

@@ -13,6 +13,8 @@ from .text_grounding import TextGrounding
 
 # Parts a checkpoint from before the dense text grounding lacks; they may start fresh (--init-from).
 GROUNDING_PREFIXES = ("text_grounding.", "prompt_encoder.grounding_embed.")
+# The grounding's context branch, which a checkpoint from before it lacks (it starts as no correction).
+CONTEXT_PREFIXES = ("text_grounding.context.", "text_grounding.context_film.")
 
 
 class FluoroSAM(nn.Module):

@@ -283,13 +283,15 @@ class Trainer:
         from tqdm import tqdm
 
         samples = self._samples()
+        metrics: dict[str, float] = {"step": self.step}  # what a run that trains no step reports
         if self.step == 0 and self.config.grounding_pretrain_steps and not self.grounding_pretrained:
-            self.pretrain_grounding(samples, self.config.grounding_pretrain_steps, progress)
+            losses = self.pretrain_grounding(samples, self.config.grounding_pretrain_steps, progress)
+            metrics["grounding_loss"] = float(np.mean(losses[-20:]))
             self.grounding_pretrained = True
             self.save(self.out_dir / "checkpoint_last.pt")  # kept even with --steps 0; not repeated on resume
         bar = tqdm(total=self.config.max_steps, initial=self.step, disable=not progress or self.rank != 0,
                    desc="training", unit="step")
-        started, first_step, metrics = time.perf_counter(), self.step, {}
+        started, first_step = time.perf_counter(), self.step
         last_step = min(self.config.max_steps, self.config.stop_at_step or self.config.max_steps)
         while self.step < last_step and not self._stop_requested.is_set():
             metrics = self.train_step(self._batch(samples))

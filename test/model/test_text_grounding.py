@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from fluorosam_ros.model.build import CheckpointError, build_model, load_checkpoint, save_checkpoint
-from fluorosam_ros.model.fluorosam import GROUNDING_PREFIXES
+from fluorosam_ros.model.fluorosam import CONTEXT_PREFIXES, GROUNDING_PREFIXES
 from fluorosam_ros.model.predictor import FluoroSAMPredictor
 from fluorosam_ros.model.prompt_encoder import PromptEncoder
 from fluorosam_ros.model.text_grounding import TextGrounding
@@ -61,11 +61,12 @@ def test_the_grounding_reaches_the_masks_once_its_embedding_is_nonzero(model):
     assert not torch.allclose(a.masks, b.masks)
 
 
-def test_it_learns_where_each_text_points():
+@pytest.mark.parametrize("context", [False, True])
+def test_it_learns_where_each_text_points(context):
     """Two texts, one pointing at the left half of a random image and one at the right: after
     a short training the map puts each where it belongs (a linear task: it must be solved)."""
     torch.manual_seed(1)
-    grounding = TextGrounding(embed_dim=32, text_dim=12, hidden_dim=32, query_dim=16)
+    grounding = TextGrounding(embed_dim=32, text_dim=12, hidden_dim=32, query_dim=16, context=context)
     image, pe = torch.randn(1, 32, 8, 8), torch.zeros(1, 32, 8, 8)
     texts = torch.randn(2, 12)
     target = torch.zeros(2, 32, 32, dtype=torch.bool)
@@ -193,3 +194,66 @@ def test_build_model_builds_the_grounding_a_checkpoint_has(model, tmp_path):
     save_checkpoint(plain, without, "fluorosam_cpu_small")
     assert build_model("fluorosam_cpu_small", with_grounding, HashingSentenceEncoder()).text_grounding is not None
     assert build_model("fluorosam_cpu_small", without, HashingSentenceEncoder()).text_grounding is None
+
+
+def _pair(seed: int = 0) -> tuple[TextGrounding, TextGrounding]:
+    """A grounding with the context branch and one without, sharing every other weight."""
+    torch.manual_seed(seed)
+    with_context = TextGrounding(embed_dim=32, text_dim=12, hidden_dim=16, query_dim=8, context=True)
+    plain = TextGrounding(embed_dim=32, text_dim=12, hidden_dim=16, query_dim=8)
+    plain.load_state_dict({k: v for k, v in with_context.state_dict().items()
+                           if not k.startswith(("context.", "context_film."))})
+    return with_context, plain
+
+
+def test_a_fresh_context_branch_adds_nothing():
+    with_context, plain = _pair()
+    image, pe, texts = torch.randn(1, 32, 6, 6), torch.randn(1, 32, 6, 6), torch.randn(3, 12)
+    assert with_context.has_context and not plain.has_context
+    assert torch.equal(with_context(image, pe, texts), plain(image, pe, texts))
+
+
+def test_the_context_branch_sees_the_neighbourhood():
+    """Changing one cell of the image moves only that cell's logit without the branch, and the
+    cells around it (3x3, then dilated 3x3: up to 3 cells away) with it."""
+    with_context, plain = _pair(1)
+    with torch.no_grad():
+        with_context.context[-1].weight.normal_()
+    image, pe, texts = torch.randn(1, 32, 12, 12), torch.zeros(1, 32, 12, 12), torch.randn(1, 12)
+    changed = image.clone()
+    changed[0, :, 6, 6] += 5.0
+    with torch.no_grad():
+        moved_plain = (plain(changed, pe, texts) - plain(image, pe, texts)).abs()[0] > 1e-6
+        moved_context = (with_context(changed, pe, texts) - with_context(image, pe, texts)).abs()[0] > 1e-6
+    assert moved_plain.sum() == 1 and moved_plain[6, 6]
+    assert moved_context[6, 3] and moved_context[9, 6] and moved_context[4, 8]
+    assert not moved_context[6, 10] and not moved_context[1, 6]
+
+
+def test_weights_from_before_the_context_branch_load_with_it_adding_nothing(model, tmp_path):
+    """Run-6 weights (a grounding without the branch) are built without it by build_model and,
+    loaded into a model with it (training with --init-from), answer as before; a checkpoint
+    missing only part of the branch is damaged and refused."""
+    assert model.text_grounding.has_context
+    path = tmp_path / "no_context.pt"
+    save_checkpoint(model, path, "fluorosam_cpu_small")
+    payload = torch.load(path, weights_only=True)
+    payload.pop("weights_sha256")
+    state = payload["model"]
+    payload["model"] = {k: v for k, v in state.items() if not k.startswith(CONTEXT_PREFIXES)}
+    torch.save(payload, path)
+    assert not build_model("fluorosam_cpu_small", path, HashingSentenceEncoder()).text_grounding.has_context
+    assert build_model("fluorosam_cpu_small", sentence_encoder=HashingSentenceEncoder()).text_grounding.has_context
+    fresh = build_model("fluorosam_cpu_small", sentence_encoder=HashingSentenceEncoder())
+    with torch.no_grad():
+        fresh.text_grounding.context[-1].weight.normal_()   # as if it had been trained
+    load_checkpoint(fresh, path)
+    reference = build_model("fluorosam_cpu_small", path, HashingSentenceEncoder())
+    embedding = torch.randn(1, 256, 16, 16)
+    with torch.no_grad():
+        tokens = fresh.encode_text(texts=["heart", "left lung"])
+        assert torch.allclose(fresh.ground_text(embedding, tokens), reference.ground_text(embedding, tokens))
+    payload["model"] = {k: v for k, v in state.items() if k != "text_grounding.context_film.bias"}
+    torch.save(payload, path)
+    with pytest.raises(CheckpointError, match="missing"):
+        load_checkpoint(fresh, path)

@@ -122,7 +122,8 @@ def test_pretraining_the_text_grounding_lowers_its_loss_and_touches_nothing_else
     # through fit(): kept in a checkpoint even with no decoder steps, and not repeated on resume
     config = config_for(data_dir, tmp_path / "fit", max_steps=0, freeze_image_encoder=True, embedding_cache_copies=1,
                         grounding_pretrain_steps=3)
-    Trainer(config, model=tiny_model()).fit(progress=False)
+    metrics = Trainer(config, model=tiny_model()).fit(progress=False)
+    assert metrics["step"] == 0 and np.isfinite(metrics["grounding_loss"])
     resumed = Trainer(replace(config, max_steps=1), model=tiny_model())
     assert resumed.grounding_pretrained
     calls = []
