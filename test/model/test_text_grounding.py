@@ -108,16 +108,23 @@ def test_a_prompt_encoder_without_dense_text_refuses_a_map():
         dense(None, torch.randn(1, 1, 32), torch.zeros(2, 4, 4))
 
 
-def test_weights_from_before_the_grounding_load_with_it_off(model, tmp_path):
-    """An old checkpoint (none of the grounding's parameters) answers as before; one missing only
-    part of them is damaged and refused."""
-    path = tmp_path / "old.pt"
+def _saved_without(model, path, prefixes: tuple[str, ...]) -> tuple[dict, dict]:
+    """Save `model` to `path` as an older checkpoint without the parameters under `prefixes`
+    (and without a digest); returns that payload and the full state."""
     save_checkpoint(model, path, "fluorosam_cpu_small")
     payload = torch.load(path, weights_only=True)
     payload.pop("weights_sha256")
     state = payload["model"]
-    payload["model"] = {k: v for k, v in state.items() if not k.startswith(GROUNDING_PREFIXES)}
+    payload["model"] = {k: v for k, v in state.items() if not k.startswith(prefixes)}
     torch.save(payload, path)
+    return payload, state
+
+
+def test_weights_from_before_the_grounding_load_with_it_off(model, tmp_path):
+    """An old checkpoint (none of the grounding's parameters) answers as before; one missing only
+    part of them is damaged and refused."""
+    path = tmp_path / "old.pt"
+    payload, state = _saved_without(model, path, GROUNDING_PREFIXES)
     fresh = build_model("fluorosam_cpu_small", sentence_encoder=HashingSentenceEncoder())
     with torch.no_grad():
         fresh.prompt_encoder.grounding_embed.weight.normal_()   # as if it had been trained
@@ -236,12 +243,7 @@ def test_weights_from_before_the_context_branch_load_with_it_adding_nothing(mode
     missing only part of the branch is damaged and refused."""
     assert model.text_grounding.has_context
     path = tmp_path / "no_context.pt"
-    save_checkpoint(model, path, "fluorosam_cpu_small")
-    payload = torch.load(path, weights_only=True)
-    payload.pop("weights_sha256")
-    state = payload["model"]
-    payload["model"] = {k: v for k, v in state.items() if not k.startswith(CONTEXT_PREFIXES)}
-    torch.save(payload, path)
+    payload, state = _saved_without(model, path, CONTEXT_PREFIXES)
     assert not build_model("fluorosam_cpu_small", path, HashingSentenceEncoder()).text_grounding.has_context
     assert build_model("fluorosam_cpu_small", sentence_encoder=HashingSentenceEncoder()).text_grounding.has_context
     fresh = build_model("fluorosam_cpu_small", sentence_encoder=HashingSentenceEncoder())
