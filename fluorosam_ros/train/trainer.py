@@ -72,6 +72,9 @@ class TrainConfig:
     # A fresh run first trains the dense text grounding alone for this many steps (needs the frozen
     # image encoder): a per-cell linear task, cheap, and the decoder then trains against a useful map
     grounding_pretrain_steps: int = 0
+    # Keep the text grounding as it is (e.g. fine-tune the decoder against a grounding trained
+    # alone on canonical names); its dense embedding into the decoder still trains
+    freeze_grounding: bool = False
     text_token_scale: float | None = None  # None: the registry's
     text_grounding: bool | None = None     # the dense text grounding; None: the registry's
     reinit_text_path: bool = False       # fresh text MLP and codebook (e.g. after a collapsed codebook)
@@ -123,6 +126,10 @@ class Trainer:
                     layer.reset_parameters()
         if config.freeze_image_encoder:
             self.module.image_encoder.requires_grad_(False)
+        if config.freeze_grounding:
+            if self.module.text_grounding is None or config.grounding_pretrain_steps:
+                raise ValueError("freeze_grounding needs a model with a text grounding and no grounding pre-training")
+            self.module.text_grounding.requires_grad_(False)
         if config.embedding_cache_copies < 0:
             raise ValueError(f"embedding_cache_copies must be >= 0, got {config.embedding_cache_copies}")
         if config.embedding_cache_copies and not config.freeze_image_encoder:
@@ -490,6 +497,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pretrain-grounding", type=int, default=defaults.grounding_pretrain_steps, metavar="STEPS",
                         help="a fresh run first trains the text grounding alone for STEPS steps "
                              "(with --freeze-image-encoder)")
+    parser.add_argument("--freeze-grounding", action="store_true",
+                        help="keep the text grounding as it is (its dense embedding into the decoder still trains)")
     parser.add_argument("--reseed-until", type=float, default=defaults.reseed_until, metavar="FRACTION",
                         help="re-seed dead VQ codes during this fraction of the steps only")
     parser.add_argument("--no-resume", action="store_true")
@@ -502,7 +511,7 @@ def main(argv: list[str] | None = None) -> int:
                      reinit_text_path=args.reinit_text_path, text_token_scale=args.text_token_scale,
                      embedding_cache_copies=args.embedding_cache, reseed_until=args.reseed_until,
                      grounding_pretrain_steps=args.pretrain_grounding, text_grounding=args.text_grounding,
-                     augment=args.augment)
+                     augment=args.augment, freeze_grounding=args.freeze_grounding)
     if args.negative_probability is not None:
         config = replace(config, prompts=replace(config.prompts, negative_prompt_probability=args.negative_probability))
     if args.canonical_text_probability is not None:

@@ -134,6 +134,19 @@ def test_pretraining_the_text_grounding_lowers_its_loss_and_touches_nothing_else
         Trainer(config_for(data_dir, tmp_path / "b", max_steps=2), model=tiny_model()).pretrain_grounding(iter([]), 1)
 
 
+def test_a_frozen_grounding_stays_as_it_is_while_its_dense_embedding_trains(data_dir, tmp_path):
+    trainer = Trainer(config_for(data_dir, tmp_path, max_steps=3, lr=1e-3, freeze_grounding=True),
+                      model=tiny_model())
+    grounding = {name: p.detach().clone() for name, p in trainer.module.text_grounding.named_parameters()}
+    embed = trainer.module.prompt_encoder.grounding_embed.weight.detach().clone()
+    trainer.fit(progress=False)
+    assert all(torch.equal(p, grounding[name]) for name, p in trainer.module.text_grounding.named_parameters())
+    assert not torch.equal(trainer.module.prompt_encoder.grounding_embed.weight, embed)
+    with pytest.raises(ValueError, match="freeze_grounding"):
+        Trainer(config_for(data_dir, tmp_path / "b", freeze_grounding=True, grounding_pretrain_steps=5,
+                           freeze_image_encoder=True), model=tiny_model())
+
+
 def test_stop_request_saves_a_checkpoint(data_dir, tmp_path):
     trainer = Trainer(config_for(data_dir, tmp_path, max_steps=50), model=tiny_model())
     trainer.status_callback = lambda metrics: trainer.request_stop() if metrics["step"] >= 2 else None
