@@ -141,7 +141,10 @@ class SegmentationReport:
         return "\n".join(lines)
 
     def save(self, path: str | Path) -> Path:
+        """Write the report as JSON to `path` (a folder gets `segmentation.json` inside it)."""
         path = Path(path)
+        if path.is_dir():
+            path = path / "segmentation.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         payload = {"config": asdict(self.config), "absent_threshold": self.absent_threshold,
                    "summary": self.summary(), "prompts": [asdict(p) for p in self.prompts]}

@@ -74,6 +74,7 @@ def test_oracle_scores_perfectly_and_refuses_the_negatives(tmp_path):
     assert report.paraphrase_dice() == {"canonical": 1.0, "paraphrase": 1.0, "n": 1}
     saved = json.loads(report.save(tmp_path / "eval.json").read_text())
     assert saved["summary"]["prompts"] == 2 and "text+8pt" in saved["summary"]["modes"]
+    assert report.save(tmp_path) == tmp_path / "segmentation.json"  # a folder: the report goes inside
     assert "paper Dice" in report.table() and "0.59" in report.table()
 
 
