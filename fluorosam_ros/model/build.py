@@ -192,21 +192,20 @@ def _without_fresh_parts(model: FluoroSAM, missing: list[str], path: Path) -> li
     start fresh without changing the answers: the whole text grounding (switched off: its dense
     embedding zeroed) or only its context branch (its last layer zeroed: no correction)."""
     state = model.state_dict()
-    grounding = {key for key in state if key.startswith(GROUNDING_PREFIXES)}
-    context = {key for key in state if key.startswith(CONTEXT_PREFIXES)}
-    if grounding and grounding <= set(missing):
-        with torch.no_grad():
-            model.prompt_encoder.grounding_embed.weight.zero_()
-            model.prompt_encoder.grounding_embed.bias.zero_()
-        log.warning("%s predates the dense text grounding: it starts switched off (its dense embedding zeroed; "
-                    "it has an effect only once trained)", path)
-        return [key for key in missing if key not in grounding]
-    if context and context <= set(missing):
-        with torch.no_grad():
-            model.text_grounding.context[-1].weight.zero_()
-            model.text_grounding.context[-1].bias.zero_()
-        log.info("%s predates the grounding's context branch: it starts adding nothing", path)
-        return [key for key in missing if key not in context]
+    # the whole grounding first: the context branch is part of it
+    parts = ((GROUNDING_PREFIXES, lambda: model.prompt_encoder.grounding_embed, logging.WARNING,
+              "the dense text grounding: it starts switched off (its dense embedding zeroed; it has an "
+              "effect only once trained)"),
+             (CONTEXT_PREFIXES, lambda: model.text_grounding.context[-1], logging.INFO,
+              "the grounding's context branch: it starts adding nothing"))
+    for prefixes, silenced_layer, level, what in parts:
+        keys = {key for key in state if key.startswith(prefixes)}
+        if keys and keys <= set(missing):
+            with torch.no_grad():
+                silenced_layer().weight.zero_()
+                silenced_layer().bias.zero_()
+            log.log(level, "%s predates %s", path, what)
+            return [key for key in missing if key not in keys]
     return missing
 
 

@@ -253,7 +253,7 @@ class PlannerNode(Node):
             outcome = AcquireOutcome(False, str(error), "invalid")
         else:
             outcome = AcquireOutcome(False, "canceled before it started", "canceled") \
-                if handle.is_cancel_requested else self.acquire_view(request, feedback, generation)
+                if handle.is_cancel_requested else self.acquire_view(request, generation, feedback)
         result = self._result_msg(outcome)
         self._publish_event("show", goal.structure, goal.view, "", outcome, time.perf_counter() - started)
         if outcome.failure_reason == "canceled" and handle.is_cancel_requested:
@@ -264,11 +264,11 @@ class PlannerNode(Node):
             handle.abort()
         return result
 
-    def acquire_view(self, request: AcquireRequest, feedback=None, generation: int | None = None) -> AcquireOutcome:
+    def acquire_view(self, request: AcquireRequest, generation: int, feedback=None) -> AcquireOutcome:
         if not self._busy.acquire(blocking=False):
             return AcquireOutcome(False, "another request is running", "busy")
         try:
-            self._active_generation = self._stops if generation is None else generation
+            self._active_generation = generation
             before = self.current_state() if self.state_msg is not None and self.device is not None else None
             motions = self.motions
             outcome = self.loop.run(request, feedback, self.cancel_requested)
@@ -339,7 +339,7 @@ class PlannerNode(Node):
         if kind in (IntentMsg.SHOW, IntentMsg.COLLIMATE) and msg.structure:
             angle = float(msg.amount) if msg.unit.startswith("deg") else math.nan
             request = AcquireRequest(msg.structure, msg.view if kind == IntentMsg.SHOW else "", 0.0, angle)
-            return self.acquire_view(request, generation=generation)
+            return self.acquire_view(request, generation)
         if kind == IntentMsg.WHERE:
             return self._where(msg.structure)
         if kind == IntentMsg.ACQUIRE:
@@ -395,9 +395,12 @@ class PlannerNode(Node):
         """Whether a stop came after the running request was accepted."""
         return self._stops != self._active_generation
 
-    def stop_motion(self, why: str) -> None:
+    def _count_stop(self) -> None:
         with self._stops_lock:
             self._stops += 1
+
+    def stop_motion(self, why: str) -> None:
+        self._count_stop()
         handle = self.active_move
         if handle is not None:
             handle.cancel_goal_async()
@@ -433,8 +436,7 @@ class PlannerNode(Node):
         self.events_pub.publish(event)
 
     def close(self) -> None:
-        with self._stops_lock:
-            self._stops += 1
+        self._count_stop()
         self._requests.put(None)
 
 

@@ -365,8 +365,7 @@ class Trainer:
 
     def _grounding_only_loss(self, item: dict, image_pe: torch.Tensor) -> torch.Tensor:
         module = self.module
-        embeddings, sizes = self.embeddings_of([item])
-        embedding, size = embeddings, sizes[0]
+        embedding, (size,) = self.embeddings_of([item])
         sample = _as_sample(item)
         prompts = [sample_prompt(sample, self.rng, self.config.prompts) for _ in range(2 * self.config.prompts_per_image)]
         prompts = [p for p in prompts if p.text is not None]
@@ -512,11 +511,10 @@ def main(argv: list[str] | None = None) -> int:
                      embedding_cache_copies=args.embedding_cache, reseed_until=args.reseed_until,
                      grounding_pretrain_steps=args.pretrain_grounding, text_grounding=args.text_grounding,
                      augment=args.augment, freeze_grounding=args.freeze_grounding)
-    if args.negative_probability is not None:
-        config = replace(config, prompts=replace(config.prompts, negative_prompt_probability=args.negative_probability))
-    if args.canonical_text_probability is not None:
-        config = replace(config, prompts=replace(config.prompts,
-                                                 canonical_text_probability=args.canonical_text_probability))
+    prompt_changes = {name: value for name, value in (
+        ("negative_prompt_probability", args.negative_probability),
+        ("canonical_text_probability", args.canonical_text_probability)) if value is not None}
+    config = replace(config, prompts=replace(config.prompts, **prompt_changes))
     metrics = Trainer(config).fit()
     log.info("finished at step %s: %s", metrics.get("step"), {k: round(v, 4) for k, v in metrics.items()})
     if dist.is_initialized():
