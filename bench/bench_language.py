@@ -3,9 +3,10 @@
 Text: our CommandParser (grammar + MiniLM fallback) against an embedding-only peer (nearest
 command of the evaluation set by MiniLM cosine, the usual "just embed it" design), per
 utterance latency and exact intent+slots.
-Speech: our command language model (the default search) and our first design, the strict JSGF
-grammar, against pocketsphinx's generic language model (the default decoder), per utterance
-decode time and exact words, on espeak-ng audio (clean, and with room noise at 10 dB SNR).
+Speech: our CTC engine (our acoustic model + fused command word model, the default), pocketsphinx
+with our command language model, and our first design, the strict JSGF grammar, against
+pocketsphinx's generic language model (the default decoder), per utterance decode time and
+exact words, on espeak-ng audio (clean, and with room noise at 10 dB SNR).
 
     scripts/run.sh python bench/bench_language.py [--speech N]
 """
@@ -62,13 +63,14 @@ def bench_speech(count: int) -> None:
     from pocketsphinx import Decoder
 
     from fluorosam_ros.language.audio import RoomNoise, Voice, mix_at_snr, pad, synthesize
-    from fluorosam_ros.language.speech import SpeechConfig, SpeechRecognizer
+    from fluorosam_ros.language.speech import SpeechConfig, SpeechRecognizer, make_recognizer
 
     commands = [c for c in load_commands() if c.text.strip() and c.kind != "not_understood"][::7][:count]
     noise = RoomNoise(seed=0)
     clean = [pad(synthesize(c.text, Voice("en-us", 150))) for c in commands]
     noisy = [mix_at_snr(a, noise.segment(len(a)), 10.0) for a in clean]
-    systems = {"ours (command language model)": SpeechRecognizer(),
+    systems = {"ours (CTC engine)": make_recognizer(SpeechConfig(engine="ctc")),
+               "ours (pocketsphinx + command language model)": SpeechRecognizer(),
                "ours, first design (JSGF grammar)": SpeechRecognizer(config=SpeechConfig(search="grammar", nbest=0,
                                                                                              language_weight=6.5))}
     generic = Decoder(loglevel="FATAL", dither=True, seed=7)
@@ -93,8 +95,9 @@ def bench_speech(count: int) -> None:
                 exact += normalize_command(text) == normalize_command(c.text)
             medians[name] = statistics.median(times)
             print(f"  {name}: {exact}/{n} exact words, {_ms(times)}")
-        ours, peer_name = "ours (command language model)", "peer (pocketsphinx generic LM)"
-        print(f"  ratio: median decode time ours/peer = {medians[ours] / medians[peer_name]:.2f}")
+        peer_name = "peer (pocketsphinx generic LM)"
+        for ours in ("ours (CTC engine)", "ours (pocketsphinx + command language model)"):
+            print(f"  ratio: median decode time {ours}/peer = {medians[ours] / medians[peer_name]:.2f}")
 
 
 def main() -> None:

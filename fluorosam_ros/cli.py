@@ -332,6 +332,12 @@ def _view(args: list[str]) -> int:
     return launcher.wait()
 
 
+def _train_speech(args: list[str]) -> int:
+    from fluorosam_ros.language.acoustic.train import main
+
+    return main(args)
+
+
 def _docs_interfaces(args: list[str]) -> int:
     from fluorosam_ros.interface_docs import main
 
@@ -344,6 +350,7 @@ COMMANDS = {
     "render": (_render, "render one view of the digital twin to a PNG"),
     "generate": (_generate, "generate synthetic training data (FluoroSeg engine)"),
     "train": (_train, "train FluoroSAM on generated shards (also under torchrun)"),
+    "train-speech": (_train_speech, "train the command speech recogniser on synthetic speech (CTC)"),
     "say": (_say, "speak a command into the running system (espeak-ng -> /command/audio)"),
     "evaluate-language": (_evaluate_language, "command understanding table: text, speech, latency"),
     "evaluate": (_evaluate, "evaluate FluoroSAM on held-out images (table + JSON), beside LiteMedSAM"),

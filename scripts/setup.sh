@@ -24,12 +24,14 @@ export VIRTUAL_ENV="$VENV"
 export PATH="$VENV/bin:$PATH"
 
 # 0. System tools for speech (issue 5): espeak-ng synthesises test commands (`fluorosam say`,
-#    the speech evaluation and tests). apt-get only when it is missing; root or sudo needed.
-if ! command -v espeak-ng >/dev/null 2>&1; then
-  step "installing espeak-ng and sox (apt-get)"
+#    the speech evaluation and tests); flite adds voices of another engine to the speech
+#    model's training corpus (`fluorosam train-speech`). apt-get only when one is missing;
+#    root or sudo needed.
+if ! command -v espeak-ng >/dev/null 2>&1 || ! command -v flite >/dev/null 2>&1; then
+  step "installing espeak-ng, flite and sox (apt-get)"
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-  $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq espeak-ng sox >/dev/null \
-    || echo "[setup] could not install espeak-ng; speech tests will be skipped" >&2
+  $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq espeak-ng flite sox >/dev/null \
+    || echo "[setup] could not install espeak-ng/flite; speech tests will be skipped" >&2
 fi
 
 # 1. Python dependencies, in ONE pip call (torch installed afterwards would upgrade

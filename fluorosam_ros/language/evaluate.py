@@ -246,10 +246,11 @@ def tune_speech(parser, recognizer, voices: Sequence[tuple[str, int]] = DEFAULT_
                 "fit": None if math.isnan(r.gap) else round(r.gap, 3),
                 "alternatives": r.details.get("alternatives", [])} for c, r in rows]
     results = []
-    for gap in (-99.0, -5.0, -4.75, -4.5, -4.25, -4.0):
+    gaps, clears = recognizer.tuning_gaps, recognizer.tuning_clear_gaps
+    for gap in gaps:
         for confidence in (0.0, 0.9):
-            for agreement, clear in ((0.0, 0.0), (0.6, 0.0), (0.7, 0.0), (0.8, 0.0), (0.6, -4.0), (0.7, -4.0),
-                                     (0.7, -3.75), (0.7, -3.5)):
+            for agreement, clear in [(a, 0.0) for a in (0.0, 0.6, 0.7, 0.8)] + [(a, c) for a in (0.6, 0.7)
+                                                                                 for c in clears]:
                 config = replace(ungated, motion_confidence=confidence, motion_agreement=agreement, clear_gap=clear)
                 exact = false_actions = positives = negatives = 0
                 for command, recognition in rows:
@@ -315,7 +316,7 @@ def speech_config(args) -> "Any":
         kind = str(types[name])
         values[name] = (value.lower() in ("1", "true", "yes")) if kind == "bool" else \
             int(value) if kind == "int" else float(value) if kind == "float" else value
-    for name in ("reject_gap", "motion_gap", "search"):
+    for name in ("reject_gap", "motion_gap", "search", "engine"):
         if getattr(args, name, None) is not None:
             values[name] = getattr(args, name)
     return SpeechConfig(**values)
@@ -341,6 +342,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-babble", action="store_true", help="room noise without the babble talkers")
     parser.add_argument("--reject-gap", type=float, default=None, help="override SpeechConfig.reject_gap")
     parser.add_argument("--motion-gap", type=float, default=None, help="override SpeechConfig.motion_gap")
+    parser.add_argument("--engine", choices=("ctc", "pocketsphinx"), default=None,
+                        help="speech engine: our CTC model (default) or pocketsphinx")
     parser.add_argument("--search", choices=("lm", "grammar"), default=None,
                         help="recogniser search: the command language model (default) or the strict JSGF grammar")
     parser.add_argument("--tune", action="store_true",
@@ -356,16 +359,16 @@ def main(argv: list[str] | None = None) -> int:
     snr = None if math.isinf(args.snr) else args.snr
     if not args.no_speech:
         from .audio import espeak_available
-        from .speech import SpeechRecognizer
+        from .speech import make_recognizer
 
         if not espeak_available():
             print("espeak-ng is missing: speech evaluation skipped (scripts/setup.sh installs it)")
         else:
             from .speech import SpeechConfig
 
-            config = speech_config(args)
+            recognizer = make_recognizer(speech_config(args))
+            config = recognizer.config
             args.reject_gap = config.reject_gap
-            recognizer = SpeechRecognizer(config=config)
             voices = [(v.split("@")[0], int(v.split("@")[1])) for v in args.voices.split(",")]
             if args.tune:
                 tuned = tune_speech(command_parser, recognizer, voices, snr)

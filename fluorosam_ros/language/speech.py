@@ -87,6 +87,19 @@ class SpeechConfig:
     denoise_oversubtract: float = 1.0
     denoise_max_unsteadiness_db: float = 1.7   # the gain is skipped when the noise is less steady
     cache: bool = True               # keep the built model in ~/.cache/fluorosam_ros/asr
+    # The engine: "ctc" (our acoustic model, acoustic/, trained on synthetic speech; default) or
+    # "pocketsphinx" (its en-US model with the command language model above).
+    engine: str = "ctc"
+    ctc_weights: str = ""            # "" = the bundled weights/command_asr.pt
+    ctc_beam: int = 12
+    ctc_lm_weight: float = 0.8       # shallow fusion of the command word model (acoustic/decoder.py)
+    ctc_word_bonus: float = 1.0
+    ctc_oov_probability: float = 1e-6
+    # the gate on the CTC engine's fit (ln per output step, <= ~0; acoustic/recognizer.py), tuned
+    # on eval/tuning.yaml like pocketsphinx's
+    ctc_reject_gap: float = -3.0
+    ctc_motion_gap: float = -1.0
+    ctc_clear_gap: float = -0.3
 
 
 @dataclass
@@ -545,12 +558,72 @@ def _cache_dir() -> Path:
     return Path(root) / "asr"
 
 
-class SpeechRecognizer:
+ENGINES = ("ctc", "pocketsphinx")
+
+
+def make_recognizer(config: "SpeechConfig | None" = None, vocabulary: Vocabulary | None = None):
+    """The recogniser `config.engine` names (both have the same interface)."""
+    config = config or SpeechConfig()
+    if config.engine == "ctc":
+        from .acoustic.recognizer import CtcSpeechRecognizer
+
+        return CtcSpeechRecognizer(vocabulary, config)
+    if config.engine == "pocketsphinx":
+        return SpeechRecognizer(vocabulary, config)
+    raise ValueError(f"unknown speech engine {config.engine!r}: one of {ENGINES}")
+
+
+class UtteranceBuffer:
+    """What every recogniser shares: streaming into one utterance, its length limits, and the
+    rejection of fits below `config.reject_gap`. Subclasses set `config` and `recognize`."""
+
+    config: SpeechConfig
+    # the fits `fluorosam evaluate-language --tune` sweeps motion_gap and clear_gap over
+    tuning_gaps: tuple[float, ...] = ()
+    tuning_clear_gaps: tuple[float, ...] = ()
+
+    def start(self) -> None:
+        self._buffer: list[np.ndarray] = []
+
+    def feed(self, samples: np.ndarray) -> None:
+        self._buffer.append(np.asarray(samples, dtype=np.int16))
+
+    def finish(self) -> Recognition:
+        audio = np.concatenate(self._buffer) if self._buffer else np.zeros(0, np.int16)
+        self._buffer = []
+        return self.recognize(audio)
+
+    def recognize(self, samples: np.ndarray) -> Recognition:
+        raise NotImplementedError
+
+    def length_refusal(self, samples: np.ndarray) -> str:
+        """Why this audio is not decoded at all ("" when it is)."""
+        if samples.size < self.config.sample_rate_hz * 0.1:
+            return "audio shorter than 0.1 s"
+        if samples.size > int(self.config.max_utterance_s * self.config.sample_rate_hz):
+            return f"utterance longer than {self.config.max_utterance_s:g} s"
+        return ""
+
+    def judged(self, text: str, gap: float, frames: int, decode_ms: float, details: dict) -> Recognition:
+        """The Recognition of decoded `text`: refused when empty or its fit is below reject_gap."""
+        if not text:
+            return Recognition("", False, "", gap, frames, decode_ms, "nothing recognised", details)
+        if self.config.reject_enabled and not gap >= self.config.reject_gap:
+            return Recognition("", False, text, gap, frames, decode_ms,
+                               f"does not sound like a command (fit {gap:.2f} < {self.config.reject_gap:.2f})",
+                               details)
+        return Recognition(text, True, text, gap, frames, decode_ms, details=details)
+
+
+class SpeechRecognizer(UtteranceBuffer):
     """Command speech -> text, with a confidence gate; `recognize(samples)` or start/feed/finish.
 
     search "lm" (default): a trigram model of our commands (see `lm.py`, `corpus_rules`),
     built once and cached on disk; search "grammar": the strict JSGF grammar (the first
     design, kept for comparison). The dictionary holds only the model's words."""
+
+    tuning_gaps = (-99.0, -5.0, -4.75, -4.5, -4.25, -4.0)
+    tuning_clear_gaps = (-4.0, -3.75, -3.5)
 
     def __init__(self, vocabulary: Vocabulary | None = None, config: SpeechConfig | None = None) -> None:
         import tempfile
@@ -592,7 +665,7 @@ class SpeechRecognizer:
         self._logmath = self._decoder.get_logmath()
         self.words = len(lexicon)
         self.load_s = time.perf_counter() - started
-        self._buffer: list[np.ndarray] = []
+        self.start()
         log.info("speech recogniser (%s) ready in %.1f s (%d words)", self.config.search, self.load_s, len(lexicon))
 
     # -- search setup ------------------------------------------------------------------------
@@ -646,19 +719,6 @@ class SpeechRecognizer:
             target = tmp
             (target / "commands.arpa").write_text(arpa, encoding="utf-8")
         return {"lm": str(target / "commands.arpa")}, lexicon
-
-    # -- streaming ---------------------------------------------------------------------------
-
-    def start(self) -> None:
-        self._buffer = []
-
-    def feed(self, samples: np.ndarray) -> None:
-        self._buffer.append(np.asarray(samples, dtype=np.int16))
-
-    def finish(self) -> Recognition:
-        audio = np.concatenate(self._buffer) if self._buffer else np.zeros(0, np.int16)
-        self._buffer = []
-        return self.recognize(audio)
 
     # -- one utterance -----------------------------------------------------------------------
 
@@ -741,21 +801,12 @@ class SpeechRecognizer:
     def recognize(self, samples: np.ndarray) -> Recognition:
         """Decode one utterance (int16 mono at the configured rate)."""
         samples = np.asarray(samples, dtype=np.int16)
-        if samples.size < self.config.sample_rate_hz * 0.1:
-            return Recognition("", False, reason="audio shorter than 0.1 s")
-        limit = int(self.config.max_utterance_s * self.config.sample_rate_hz)
-        if samples.size > limit:
-            return Recognition("", False, reason=f"utterance longer than {self.config.max_utterance_s:g} s")
+        refusal = self.length_refusal(samples)
+        if refusal:
+            return Recognition("", False, reason=refusal)
         started = time.perf_counter()
         text, gap, total_frames, details = self._decode(self._front_end(samples))
-        decode_ms = (time.perf_counter() - started) * 1e3
-        if not text:
-            return Recognition("", False, "", gap, total_frames, decode_ms, "nothing recognised", details)
-        if self.config.reject_enabled and not gap >= self.config.reject_gap:
-            return Recognition("", False, text, gap, total_frames, decode_ms,
-                               f"does not sound like a command (fit {gap:.2f} < {self.config.reject_gap:.2f} "
-                               "nat per frame)", details)
-        return Recognition(text, True, text, gap, total_frames, decode_ms, details=details)
+        return self.judged(text, gap, total_frames, (time.perf_counter() - started) * 1e3, details)
 
 
 def _reading(intent) -> tuple:

@@ -213,12 +213,17 @@ def bundled_checkpoint(name: str = "fluorosam_cpu_small") -> Path:
     """The checkpoint shipped in the repository's `weights/` (or `$FLUOROSAM_WEIGHTS_DIR`)."""
     if name not in BUNDLED_WEIGHTS:
         raise CheckpointError(f"{name!r} has no bundled weights; bundled: {sorted(BUNDLED_WEIGHTS)}")
+    return bundled_file(BUNDLED_WEIGHTS[name])
+
+
+def bundled_file(filename: str) -> Path:
+    """A file shipped in the repository's `weights/` (or `$FLUOROSAM_WEIGHTS_DIR`, searched first)."""
     folders = [Path(os.environ["FLUOROSAM_WEIGHTS_DIR"])] if os.environ.get("FLUOROSAM_WEIGHTS_DIR") else []
     folders.append(Path(__file__).resolve().parents[2] / "weights")
     for folder in folders:
-        if (folder / BUNDLED_WEIGHTS[name]).is_file():
-            return folder / BUNDLED_WEIGHTS[name]
-    raise CheckpointError(f"bundled weights {BUNDLED_WEIGHTS[name]} not found in {[str(f) for f in folders]}")
+        if (folder / filename).is_file():
+            return folder / filename
+    raise CheckpointError(f"bundled weights {filename} not found in {[str(f) for f in folders]}")
 
 
 def export_weights(checkpoint: str | Path, out: str | Path, half: bool = True) -> Path:

@@ -46,7 +46,7 @@ def audio_refusal(sample_rate_hz: int, channels: int, expected_rate_hz: int, spe
     if channels not in (0, 1):
         return f"{channels} channels; send mono"
     if not speech_enabled:
-        return "speech is disabled (speech_enabled: false)"
+        return "speech is off (speech_enabled: false, or its engine failed to load: see the node log)"
     return ""
 
 
@@ -60,7 +60,9 @@ class CommandNode(Node):
                                      "an intent that moves or fires needs this confidence"),
             max_text_chars=declare(self, "max_text_chars", defaults.max_text_chars, "longer text is refused"),
             use_embeddings=declare(self, "use_embeddings", True, "MiniLM fallback for paraphrases/questions"))
-        self.speech_enabled = declare(self, "speech_enabled", True, "decode /command/audio with pocketsphinx")
+        self.speech_enabled = declare(self, "speech_enabled", True, "decode /command/audio (speech_engine)")
+        engine = declare(self, "speech_engine", "ctc", "ctc: our acoustic model (weights/command_asr.pt); "
+                         "pocketsphinx: its en-US model with our command language model")
         self.sample_rate_hz = declare(self, "sample_rate_hz", 16000, "the only rate accepted on /command/audio")
         self.silence_timeout_s = declare(self, "silence_timeout_s", 1.0,
                                          "decode an utterance this long after its last chunk")
@@ -70,6 +72,10 @@ class CommandNode(Node):
                              "speech whose acoustic fit (nat per frame) is below this is not accepted")
         motion_gap = declare(self, "motion_gap", speech_defaults.motion_gap,
                              "speech that moves or fires needs this stricter fit")
+        ctc_reject_gap = declare(self, "ctc_reject_gap", speech_defaults.ctc_reject_gap,
+                                 "as reject_gap, for speech_engine ctc (ln per output step)")
+        ctc_motion_gap = declare(self, "ctc_motion_gap", speech_defaults.ctc_motion_gap,
+                                 "as motion_gap, for speech_engine ctc")
         self.frame_id = declare(self, "frame_id", "", "header frame of published intents")
 
         started = time.perf_counter()
@@ -77,13 +83,23 @@ class CommandNode(Node):
         self.parser.warm_up()
         self.recognizer = None
         if self.speech_enabled:
-            from fluorosam_ros.language.speech import SpeechRecognizer
+            from fluorosam_ros.language.speech import ENGINES, make_recognizer
 
-            self.recognizer = SpeechRecognizer(config=SpeechConfig(
-                sample_rate_hz=self.sample_rate_hz, reject_gap=reject_gap, motion_gap=motion_gap,
-                max_utterance_s=self.max_utterance_s))
+            if engine not in ENGINES:
+                self.get_logger().error(f"speech_engine {engine!r} is not one of {ENGINES}: speech is off")
+                self.speech_enabled = False
+            else:
+                try:
+                    self.recognizer = make_recognizer(SpeechConfig(
+                        engine=engine, sample_rate_hz=self.sample_rate_hz, reject_gap=reject_gap,
+                        motion_gap=motion_gap, ctc_reject_gap=ctc_reject_gap, ctc_motion_gap=ctc_motion_gap,
+                        max_utterance_s=self.max_utterance_s))
+                except (RuntimeError, OSError, ImportError, ValueError) as error:   # e.g. damaged weights
+                    self.get_logger().error(f"speech engine {engine} failed to load ({error}): speech is off, "
+                                            "typed commands still work")
+                    self.speech_enabled = False
         self.get_logger().info(f"ready in {time.perf_counter() - started:.1f} s "
-                               f"(speech {'on' if self.recognizer else 'off'})")
+                               f"(speech {engine if self.recognizer else 'off'})")
 
         self._audio: list[np.ndarray] = []
         self._audio_lock = threading.Lock()

@@ -15,6 +15,7 @@ from fluorosam_ros.language.speech import (PRONUNCIATIONS, Recognition, SpeechCo
                                            grammar_lexicon, grammar_words, parse_recognition, read_dictionary,
                                            structure_phrases)
 from fluorosam_ros.language.vocabulary import default_vocabulary
+from speech_checks import assert_off_topic_gives_no_action
 
 pocketsphinx = pytest.importorskip("pocketsphinx")
 needs_espeak = pytest.mark.skipif(not espeak_available(), reason="espeak-ng not installed (scripts/setup.sh)")
@@ -145,21 +146,7 @@ def test_recogniser_rejects_off_topic_speech(recognizer):
 
 @needs_espeak
 def test_off_topic_speech_gives_no_action(recognizer):
-    """What matters for safety: off-topic talk never moves the C-arm or fires (the action gate of
-    parse_recognition: acoustic fit, parser confidence, N-best agreement)."""
-    from fluorosam_ros.language.parser import CommandParser, ParserConfig
-
-    parser = CommandParser(config=ParserConfig(use_embeddings=False))
-    noise = RoomNoise(seed=3, seconds=8, use_babble=False)
-    for text in ("what a nice day outside", "I think we should order lunch", "hand me the retractor",
-                 "the traffic was terrible this morning"):
-        for snr in (None, 10.0):
-            audio = pad(synthesize(text, Voice("en-us", 150)))
-            if snr is not None:
-                audio = mix_at_snr(audio, noise.segment(len(audio)), snr)
-            result = recognizer.recognize(audio)
-            intent = parse_recognition(result, parser, recognizer.config.motion_gap, recognizer.config)
-            assert not intent.acts, (text, snr, result.raw_text, intent.describe())
+    assert_off_topic_gives_no_action(recognizer)
 
 
 def test_noise_floor_tops_up_digital_silence_only(recognizer):

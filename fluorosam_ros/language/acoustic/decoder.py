@@ -1,0 +1,203 @@
+"""CTC prefix beam search with our command word model fused in (shallow fusion).
+
+The acoustic model spells what it hears; the beam keeps the spellings that are also likely
+command word sequences: each completed word adds `lm_weight * ln p(word | two words before)`
+of the command trigram model (`lm.py`, drawn from `speech.corpus_rules` in spoken form, the
+same source as pocketsphinx's model) plus `word_bonus`. A word the model does not know costs
+`ln oov_probability` and `ln oov_letter_probability` per letter; it is still allowed, so talk
+that is not a command is written out as heard and the parser refuses it, instead of being
+forced into the nearest command.
+
+Spelling. With `lexicon_only` (the default) every word must be one the word model knows: a
+letter that would leave every known spelling is not extended, so a half-heard word ends as the
+nearest known word the acoustics allow ("callimate" cannot be written; "collimate" costs the
+one letter the model heard differently). Talk that is not a command is then forced into command
+words, with a poor acoustic fit, which the recogniser's gate rejects.
+
+Word boundaries. Synthetic and fluent speech runs words together, so the acoustic model often
+writes no space ("collimatetotheheart"). Where the word being spelled is a known word, the
+beam may therefore also start a new word without a space from the acoustics (at a cost of
+`implicit_space_cost`); the letter-wise charge on unknown words is what makes the word model
+prefer "collimate to the heart" to one long unknown word.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from .transcript import ALPHABET
+
+SPACE = ALPHABET.index(" ")
+NEG_INF = -math.inf
+
+
+def _logsumexp(a: float, b: float) -> float:
+    if a == NEG_INF:
+        return b
+    if b == NEG_INF:
+        return a
+    high = max(a, b)
+    return high + math.log1p(math.exp(-abs(a - b)))
+
+
+@dataclass(frozen=True)
+class BeamConfig:
+    beam: int = 12
+    lm_weight: float = 0.8
+    word_bonus: float = 1.0
+    oov_probability: float = 1e-6
+    oov_letter_probability: float = 0.3
+    implicit_space_cost: float = 1.0
+    lexicon_only: bool = True
+    prune_log_prob: float = -9.0      # characters less likely than this at a step are not extended
+    max_chars_per_step: int = 6
+
+
+@dataclass(frozen=True)
+class Hypothesis:
+    text: str
+    score: float              # acoustic + fused word model, ln
+    acoustic: float           # ln P_ctc(text | audio)
+
+
+class WordModel:
+    """ln p(word | history) of a backoff n-gram model, cached."""
+
+    def __init__(self, model, vocabulary: set[str]) -> None:
+        self.model = model
+        self.vocabulary = {w for w in vocabulary if not w.startswith("<")}
+        self.prefixes = {w[:i] for w in self.vocabulary for i in range(1, len(w) + 1)}
+        self._cache: dict[tuple, float] = {}
+
+    def spells(self, partial: str) -> bool:
+        """Whether some known word starts with `partial`."""
+        return partial in self.prefixes
+
+    def log_prob(self, word: str, history: tuple[str, ...], oov_probability: float,
+                 oov_letter_probability: float = 1.0) -> float:
+        key = (word,) + history[-(self.model.order - 1):]
+        value = self._cache.get(key)
+        if value is None:
+            p = self.model.prob(word, history) if word in self.vocabulary or word == "</s>" else 0.0
+            value = math.log(p) if p > 0 else \
+                math.log(oov_probability) + len(word) * math.log(oov_letter_probability)
+            self._cache[key] = value
+        return value
+
+
+@dataclass
+class _Beam:
+    blank: float = NEG_INF        # ln P(prefix, ending in blank)
+    label: float = NEG_INF        # ln P(prefix, ending in its last label)
+    lm: float = 0.0               # fused word-model score of the completed words
+
+    @property
+    def acoustic(self) -> float:
+        return _logsumexp(self.blank, self.label)
+
+
+def _words(prefix: str) -> tuple[str, ...]:
+    return tuple(prefix.split())
+
+
+def _word_score(words: WordModel | None, prefix: str, config: BeamConfig) -> float:
+    """Fused score of the word that `prefix` just completed (its last word)."""
+    completed = _words(prefix)
+    if not completed:
+        return 0.0
+    if words is None:
+        return config.word_bonus
+    return config.lm_weight * words.log_prob(completed[-1], ("<s>",) + completed[:-1], config.oov_probability,
+                                             config.oov_letter_probability) + config.word_bonus
+
+
+def _ends_known_word(words: WordModel | None, prefix: str) -> bool:
+    return words is not None and bool(prefix) and prefix[-1] != " " and \
+        prefix.rsplit(" ", 1)[-1] in words.vocabulary
+
+
+def beam_search(log_probs: np.ndarray, words: WordModel | None = None, config: BeamConfig = BeamConfig(),
+                nbest: int = 10) -> list[Hypothesis]:
+    """N-best transcripts of (steps, classes) CTC log-probabilities, best first."""
+    beams: dict[str, _Beam] = {"": _Beam(blank=0.0)}
+    constrained = words is not None and config.lexicon_only
+    for step in log_probs:
+        candidates = np.argsort(step)[::-1][:config.max_chars_per_step]
+        candidates = [int(c) for c in candidates if step[c] >= config.prune_log_prob or c == 0]
+        next_beams: dict[str, _Beam] = {}
+
+        def slot(prefix: str, lm: float) -> _Beam:
+            beam = next_beams.get(prefix)
+            if beam is None:
+                beam = next_beams[prefix] = _Beam(lm=lm)
+            return beam
+
+        for prefix, beam in beams.items():
+            total = beam.acoustic
+            last = prefix[-1] if prefix else ""
+            for c in candidates:
+                p = float(step[c])
+                if c == 0:
+                    target = slot(prefix, beam.lm)
+                    target.blank = _logsumexp(target.blank, total + p)
+                    continue
+                char = ALPHABET[c]
+                if char == " " and (not prefix or last == " "):
+                    target = slot(prefix, beam.lm)      # leading or doubled spaces are not words
+                    target.label = _logsumexp(target.label, total + p)
+                    continue
+                # the same label again needs a blank between, else it merges into the prefix
+                reach = beam.blank + p if char == last else total + p
+                if char == last:
+                    same = slot(prefix, beam.lm)
+                    same.label = _logsumexp(same.label, beam.label + p)
+                if char == " ":
+                    if constrained and not _ends_known_word(words, prefix):
+                        continue                        # a space would end an unknown word
+                    new = slot(prefix + " ", beam.lm + _word_score(words, prefix, config))
+                    new.label = _logsumexp(new.label, reach)
+                    continue
+                if _ends_known_word(words, prefix) and (not constrained or words.spells(char)):
+                    split = slot(prefix + " " + char,
+                                 beam.lm + _word_score(words, prefix, config) - config.implicit_space_cost)
+                    split.label = _logsumexp(split.label, reach)
+                partial = prefix.rsplit(" ", 1)[-1] + char
+                if constrained and not words.spells(partial):
+                    continue
+                new = slot(prefix + char, beam.lm)
+                new.label = _logsumexp(new.label, reach)
+        beams = dict(sorted(next_beams.items(), key=lambda item: item[1].acoustic + item[1].lm,
+                            reverse=True)[:config.beam])
+    finished = []
+    for prefix, beam in beams.items():
+        text = prefix.strip()
+        if constrained and prefix and not prefix.endswith(" ") and not _ends_known_word(words, prefix):
+            continue                                   # ends inside a word
+        lm = beam.lm
+        if prefix and not prefix.endswith(" "):
+            lm += _word_score(words, prefix, config)
+        if words is not None and text:
+            lm += config.lm_weight * words.log_prob("</s>", ("<s>",) + _words(text), config.oov_probability,
+                                                    config.oov_letter_probability)
+        finished.append(Hypothesis(" ".join(text.split()), beam.acoustic + lm, beam.acoustic))
+    merged: dict[str, Hypothesis] = {}
+    for hypothesis in sorted(finished, key=lambda h: h.score, reverse=True):
+        merged.setdefault(hypothesis.text, hypothesis)
+    return list(merged.values())[:nbest]
+
+
+def best_path_log_prob(log_probs: np.ndarray) -> float:
+    """ln of the single most likely frame-by-frame path (the acoustics with no constraint)."""
+    return float(np.max(log_probs, axis=-1).sum())
+
+
+def command_word_model(sentences: Sequence[Sequence[str]], order: int = 3) -> WordModel:
+    """The fused word model of spoken-form command sentences."""
+    from ..lm import NGramCounts, build_model
+
+    counts = NGramCounts(order).add_all(sentences)
+    return WordModel(build_model(counts), counts.vocabulary())

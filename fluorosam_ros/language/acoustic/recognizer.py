@@ -1,0 +1,99 @@
+"""`CtcSpeechRecognizer`: our acoustic model + the fused command word model, with the same
+interface and `Recognition` as pocketsphinx's `speech.SpeechRecognizer`, so the command node,
+the evaluation and the action gate (`speech.parse_recognition`) take either.
+
+Fit. `Recognition.gap` is, per output step, how much less likely the acoustics find the chosen
+words than their own unconstrained best path (ln, <= ~0). A command said clearly scores near 0;
+talk that the word model pulled towards command words scores far below. The gate's thresholds
+for this engine are `SpeechConfig.ctc_*`, tuned on the tuning split like pocketsphinx's.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..speech import Recognition, SpeechConfig, UtteranceBuffer, corpus_sentences
+from ..vocabulary import Vocabulary, default_vocabulary
+from .decoder import BeamConfig, beam_search, best_path_log_prob, command_word_model
+from .features import FeatureConfig, frames_of, log_mel
+from .model import AcousticConfig, CommandAcousticModel
+from .train import load_checkpoint
+from .transcript import spoken_transcript
+
+log = logging.getLogger(__name__)
+BUNDLED_NAME = "command_asr.pt"
+
+
+def bundled_speech_weights() -> Path:
+    """The acoustic model shipped in the repository's `weights/` (or `$FLUOROSAM_WEIGHTS_DIR`)."""
+    from ...model.build import bundled_file
+
+    return bundled_file(BUNDLED_NAME)
+
+
+def load_acoustic_model(path: Path | str | None = None) -> tuple[CommandAcousticModel, dict]:
+    checkpoint = load_checkpoint(path or bundled_speech_weights())
+    if FeatureConfig(**checkpoint["features"]) != FeatureConfig():
+        raise ValueError(f"{path}: features {checkpoint['features']} differ from this version's")
+    model = CommandAcousticModel(AcousticConfig(**checkpoint["model"]))
+    model.load_state_dict({k: v.float() for k, v in checkpoint["state_dict"].items()})
+    return model.eval(), checkpoint
+
+
+class CtcSpeechRecognizer(UtteranceBuffer):
+    """Command speech -> text with our CTC model; `recognize(samples)` or start/feed/finish."""
+
+    tuning_gaps = (-99.0, -2.0, -1.5, -1.0, -0.75, -0.5, -0.3)
+    tuning_clear_gaps = (-0.5, -0.3, -0.15)
+
+    def __init__(self, vocabulary: Vocabulary | None = None, config: SpeechConfig | None = None,
+                 weights: Path | str | None = None) -> None:
+        started = time.perf_counter()
+        self.vocabulary = vocabulary or default_vocabulary()
+        config = config or SpeechConfig(engine="ctc")
+        # the gate's thresholds are on this engine's scale
+        self.config = replace(config, reject_gap=config.ctc_reject_gap, motion_gap=config.ctc_motion_gap,
+                              clear_gap=config.ctc_clear_gap)
+        self.model, checkpoint = load_acoustic_model(weights or (config.ctc_weights or None))
+        self.weights_info = {k: v for k, v in checkpoint.items() if k not in ("state_dict",)}
+        sentences = [spoken_transcript(" ".join(s)).split()
+                     for s in corpus_sentences(self.vocabulary, config.lm_sentences, config.lm_seed,
+                                               config.lm_optional_p)]
+        self.words = command_word_model([s for s in sentences if s], config.lm_order)
+        self.beam = BeamConfig(beam=config.ctc_beam, lm_weight=config.ctc_lm_weight,
+                               word_bonus=config.ctc_word_bonus, oov_probability=config.ctc_oov_probability)
+        torch.set_num_threads(max(1, min(torch.get_num_threads(), 2)))
+        self.load_s = time.perf_counter() - started
+        self.start()
+        log.info("CTC speech recogniser ready in %.1f s (%d command words)", self.load_s,
+                 len(self.words.vocabulary))
+
+    @torch.no_grad()
+    def _decode(self, samples: np.ndarray) -> tuple[str, float, int, dict]:
+        log_probs, steps = self.model(log_mel(samples.astype(np.float32)),
+                                      frames_of(torch.tensor([samples.size])))
+        log_probs = log_probs[0, :int(steps[0])].numpy()
+        hypotheses = beam_search(log_probs, self.words, self.beam, nbest=max(1, self.config.nbest))
+        if not hypotheses or not hypotheses[0].text:
+            return "", float("nan"), len(log_probs), {"alternatives": []}
+        best = hypotheses[0]
+        gap = (best.acoustic - best_path_log_prob(log_probs)) / max(len(log_probs), 1)
+        details = {"alternatives": [h.text for h in hypotheses], "acoustic": best.acoustic,
+                   "speech_frames": len(log_probs)}
+        return best.text, gap, len(log_probs), details
+
+    def recognize(self, samples: np.ndarray) -> Recognition:
+        """Decode one utterance (int16 mono at the configured rate)."""
+        samples = np.asarray(samples, dtype=np.int16)
+        refusal = self.length_refusal(samples)
+        if refusal:
+            return Recognition("", False, reason=refusal)
+        started = time.perf_counter()
+        text, gap, steps, details = self._decode(samples)
+        return self.judged(text, gap, steps, (time.perf_counter() - started) * 1e3, details)

@@ -1,0 +1,67 @@
+"""Synthetic training speech: voices never the evaluation's, sentences spoken as transcribed,
+and the seeded room."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fluorosam_ros.language.acoustic.corpus import (HELD_OUT_ACCENTS, AugmentConfig, RoomAugmenter, SpokenCorpus,
+                                                    coloured_noise, draw_sentences, draw_voice, espeak_variants,
+                                                    synthesize_corpus)
+from fluorosam_ros.language.audio import espeak_available
+
+needs_espeak = pytest.mark.skipif(not espeak_available(), reason="espeak-ng not installed (scripts/setup.sh)")
+
+
+def test_training_voices_are_never_the_evaluations():
+    rng = np.random.default_rng(0)
+    variants = ["Andy", "f1"]
+    for _ in range(500):
+        voice = draw_voice(rng, variants, flite_share=0.3)
+        if voice.engine == "espeak":
+            assert voice.name.split("+")[0] not in HELD_OUT_ACCENTS, voice
+            assert 110 <= voice.speed <= 220
+        else:
+            assert voice.engine == "flite"
+
+
+def test_sentences_mix_commands_and_talk_and_repeat_with_the_seed():
+    sentences = draw_sentences(400, seed=3, off_topic_share=0.2)
+    assert sentences == draw_sentences(400, seed=3, off_topic_share=0.2)
+    assert sentences != draw_sentences(400, seed=4, off_topic_share=0.2)
+    commands = sum(s.split()[0] in {"stop", "show", "move", "rotate", "zoom", "collimate", "take", "tilt", "where"}
+                   for s in sentences)
+    assert 0.1 * len(sentences) < commands < len(sentences)
+
+
+def test_coloured_noise_has_the_asked_slope():
+    rng = np.random.default_rng(0)
+    for exponent in (0.0, 2.0):
+        x = coloured_noise(2 ** 16, exponent, rng)
+        power = np.abs(np.fft.rfft(x)) ** 2
+        low, high = power[50:500].mean(), power[5000:20000].mean()
+        assert np.sqrt(np.mean(x ** 2)) == pytest.approx(1.0, rel=1e-3)
+        assert (low / high > 100) == (exponent == 2.0)
+
+
+@needs_espeak
+def test_corpus_round_trips_and_the_room_is_seeded(tmp_path):
+    corpus = synthesize_corpus(6, seed=1, workers=1, progress=False)
+    assert len(corpus) >= 5 and all(t and set(t) <= set(" 'abcdefghijklmnopqrstuvwxyz") for t in corpus.transcripts)
+    loaded = SpokenCorpus.load(corpus.save(tmp_path / "c.npz"))
+    assert loaded.transcripts == corpus.transcripts and np.array_equal(loaded.audio(2), corpus.audio(2))
+    assert all(v.split(":")[1].split("+")[0].split("@")[0] not in HELD_OUT_ACCENTS for v in corpus.voices)
+    clean = corpus.audio(0)
+    first, second = RoomAugmenter(5, bank_seconds=4), RoomAugmenter(5, bank_seconds=4)
+    a, b = first(clean), second(clean)
+    assert a.dtype == np.int16 and np.array_equal(a, b)
+    assert 0.8 * len(clean) < len(a) < 1.2 * len(clean) + 0.8 * 16000
+    noisy = RoomAugmenter(6, AugmentConfig(noise_p=1.0, speed_p=0, reverb_p=0, colour_p=0, snr_db=(0, 0),
+                                           pad_s=(0.5, 0.5)), bank_seconds=4)(clean)
+    assert np.std(noisy[:4000].astype(float)) > 10 * max(np.std(clean[:100].astype(float)), 1.0)
+
+
+@needs_espeak
+def test_espeak_lists_speaker_variants():
+    assert len(espeak_variants()) > 10

@@ -1,0 +1,92 @@
+"""The CTC engine with the bundled weights, on voices it never trained on (espeak-ng en-us and
+en-gb, the evaluation's), clean and in room noise."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fluorosam_ros.language.acoustic.recognizer import CtcSpeechRecognizer, bundled_speech_weights
+from fluorosam_ros.language.acoustic.train import AcousticCheckpointError
+from fluorosam_ros.language.audio import RoomNoise, Voice, espeak_available, mix_at_snr, pad, synthesize
+from fluorosam_ros.language.numbers import normalize_command
+from fluorosam_ros.language.parser import CommandParser, ParserConfig
+from fluorosam_ros.language.speech import SpeechConfig, make_recognizer, parse_recognition
+from speech_checks import assert_off_topic_gives_no_action
+
+needs_espeak = pytest.mark.skipif(not espeak_available(), reason="espeak-ng not installed (scripts/setup.sh)")
+COMMANDS = ("show me the left femur", "stop", "take a shot", "rotate twenty degrees to the left",
+            "move caudally ten millimeters", "collimate to the heart", "zoom in", "where is the spleen",
+            "go back", "tilt ten degrees cranial")
+
+
+@pytest.fixture(scope="module")
+def recognizer():
+    return CtcSpeechRecognizer()
+
+
+@pytest.fixture(scope="module")
+def parser():
+    return CommandParser(config=ParserConfig(use_embeddings=False))
+
+
+def test_default_engine_is_ctc_with_its_own_gate(recognizer):
+    assert bundled_speech_weights().is_file()
+    config = recognizer.config
+    assert (config.reject_gap, config.motion_gap, config.clear_gap) == \
+        (config.ctc_reject_gap, config.ctc_motion_gap, config.ctc_clear_gap)
+    assert SpeechConfig().engine == "ctc"
+    with pytest.raises(ValueError, match="unknown speech engine"):
+        make_recognizer(SpeechConfig(engine="whisper"))
+
+
+@needs_espeak
+@pytest.mark.parametrize("snr_db", [None, 10.0])
+def test_commands_in_unseen_voices(recognizer, parser, record_figure, snr_db):
+    noise = RoomNoise(seed=11, seconds=8)
+    exact = acted_wrongly = total = 0
+    for voice in (Voice("en-us", 150), Voice("en-gb", 170)):
+        for text in COMMANDS:
+            audio = pad(synthesize(text, voice))
+            if snr_db is not None:
+                audio = mix_at_snr(audio, noise.segment(len(audio)), snr_db)
+            result = recognizer.recognize(audio)
+            intent = parse_recognition(result, parser, recognizer.config.motion_gap, recognizer.config)
+            expected = parser.parse(text)
+            exact += normalize_command(result.raw_text) == normalize_command(text)
+            acted_wrongly += intent.acts and intent.describe() != expected.describe()
+            total += 1
+    record_figure(f"CTC speech engine, voices it never trained on, {'clean' if snr_db is None else f'{snr_db:g} dB'}: "
+                  f"{exact}/{total} exact words, {acted_wrongly} wrong actions")
+    assert exact >= 0.8 * total and acted_wrongly == 0
+
+
+@needs_espeak
+def test_off_topic_speech_gives_no_action(recognizer):
+    assert_off_topic_gives_no_action(recognizer)
+
+
+@needs_espeak
+def test_streaming_equals_one_call(recognizer):
+    audio = pad(synthesize("zoom out", Voice("en-gb", 130)))
+    whole = recognizer.recognize(audio)
+    recognizer.start()
+    for chunk in np.array_split(audio, 7):
+        recognizer.feed(chunk)
+    streamed = recognizer.finish()
+    assert streamed.raw_text == whole.raw_text and streamed.gap == pytest.approx(whole.gap)
+
+
+def test_bad_audio_is_refused(recognizer):
+    assert "shorter" in recognizer.recognize(np.zeros(100, np.int16)).reason
+    too_long = np.zeros(int(recognizer.config.max_utterance_s * 16000) + 16000, np.int16)
+    assert "longer" in recognizer.recognize(too_long).reason
+    silence = recognizer.recognize(np.zeros(16000, np.int16))
+    assert not silence.accepted
+
+
+def test_corrupt_weights_are_refused_clearly(tmp_path):
+    broken = tmp_path / "command_asr.pt"
+    broken.write_bytes(b"\x00" * 64)
+    with pytest.raises(AcousticCheckpointError, match="cannot be read"):
+        CtcSpeechRecognizer(config=SpeechConfig(ctc_weights=str(broken)))

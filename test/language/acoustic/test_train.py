@@ -1,0 +1,36 @@
+"""The trainer end to end on a tiny corpus, and what a speech-model file must be."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from fluorosam_ros.language.acoustic.model import AcousticConfig
+from fluorosam_ros.language.acoustic.train import AcousticCheckpointError, TrainSpeechConfig, load_checkpoint, train
+from fluorosam_ros.language.audio import espeak_available
+
+
+@pytest.mark.skipif(not espeak_available(), reason="espeak-ng not installed (scripts/setup.sh)")
+def test_a_few_steps_write_loadable_weights(tmp_path):
+    config = TrainSpeechConfig(utterances=12, validation=4, steps=4, batch=4, validate_every=2, workers=1,
+                               model=AcousticConfig(channels=32, hidden=16, layers=1))
+    result = train(config, tmp_path / "data", tmp_path / "asr.pt", progress=False)
+    assert [row["step"] for row in result["history"]] == [2, 4]
+    assert all(row["loss"] > 0 and 0 <= row["cer"] for row in result["history"])
+    checkpoint = load_checkpoint(tmp_path / "asr.pt")
+    assert checkpoint["model"]["hidden"] == 16 and checkpoint["training"]["held_out_accents"] == ["en-us", "en-gb"]
+    assert all(v.dtype == torch.float16 for v in checkpoint["state_dict"].values() if v.is_floating_point())
+    assert (tmp_path / "data" / "train_12_seed0.npz").is_file()          # the spoken corpus is cached
+
+
+def test_bad_speech_model_files_are_refused_clearly(tmp_path):
+    with pytest.raises(AcousticCheckpointError, match="not found"):
+        load_checkpoint(tmp_path / "missing.pt")
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(b"not a checkpoint at all")
+    with pytest.raises(AcousticCheckpointError, match="cannot be read"):
+        load_checkpoint(corrupt)
+    other = tmp_path / "other.pt"
+    torch.save({"format": "something-else", "state_dict": {}}, other)
+    with pytest.raises(AcousticCheckpointError, match="is not a"):
+        load_checkpoint(other)
