@@ -73,6 +73,7 @@ class SpeechConfig:
     nbest: int = 10                  # N-best word strings kept in Recognition.details["alternatives"]
     motion_agreement: float = 0.7    # share of the N-best that must read as the same action ...
     clear_gap: float = -3.5          # ... unless the fit is at least this good
+    word_gap: float = -1e9           # ... and its worst word must fit this well (engines that measure it: ctc)
     motion_confidence: float = 0.9   # parser confidence an action from speech needs
     remove_noise: bool = True        # pocketsphinx's spectral noise removal
     cmn: str = "batch"               # cepstral mean normalisation over the whole utterance
@@ -95,11 +96,15 @@ class SpeechConfig:
     ctc_lm_weight: float = 0.8       # shallow fusion of the command word model (acoustic/decoder.py)
     ctc_word_bonus: float = 1.0
     ctc_oov_probability: float = 1e-6
-    # the gate on the CTC engine's fit (ln per output step, <= ~0; acoustic/recognizer.py), tuned
-    # on eval/tuning.yaml like pocketsphinx's
-    ctc_reject_gap: float = -3.0
-    ctc_motion_gap: float = -1.0
-    ctc_clear_gap: float = -0.3
+    # the gate of the CTC engine (acoustic/recognizer.py): fits in ln against the acoustics' own
+    # best path, per output step (~0 for a clear command) and for the worst word; chosen by
+    # `fluorosam evaluate-language --tune` on eval/tuning.yaml (0 actions on its 192 off-topic
+    # utterances), like pocketsphinx's
+    ctc_reject_gap: float = -1.0     # loose: only what is not speech at all (stop and where pass the rest)
+    ctc_motion_gap: float = -0.03
+    ctc_motion_agreement: float = 0.6
+    ctc_clear_gap: float = 0.05
+    ctc_word_gap: float = -3.0
 
 
 @dataclass
@@ -581,6 +586,7 @@ class UtteranceBuffer:
     # the fits `fluorosam evaluate-language --tune` sweeps motion_gap and clear_gap over
     tuning_gaps: tuple[float, ...] = ()
     tuning_clear_gaps: tuple[float, ...] = ()
+    tuning_word_gaps: tuple[float, ...] = (-1e9,)
 
     def start(self) -> None:
         self._buffer: list[np.ndarray] = []
@@ -602,6 +608,20 @@ class UtteranceBuffer:
             return "audio shorter than 0.1 s"
         if samples.size > int(self.config.max_utterance_s * self.config.sample_rate_hz):
             return f"utterance longer than {self.config.max_utterance_s:g} s"
+        return ""
+
+    def silence_refusal(self, samples: np.ndarray, min_level_lsb: float = 30.0, min_rise_db: float = 6.0) -> str:
+        """Why `samples` hold no speech ("" when they may): nothing louder than `min_level_lsb`
+        RMS in any 25 ms frame, or the loudest frames (95th percentile) less than
+        `min_rise_db` above the quietest (10th): a steady hiss, a hum, digital silence."""
+        frame = int(0.025 * self.config.sample_rate_hz)
+        usable = samples[:samples.size // frame * frame].astype(np.float64).reshape(-1, frame)
+        levels = np.sqrt(np.mean(usable ** 2, axis=1)) + 1e-3
+        if levels.max() < min_level_lsb:
+            return f"no speech (below {min_level_lsb:g} LSB RMS)"
+        rise = 20 * np.log10(np.percentile(levels, 95) / np.percentile(levels, 10))
+        if rise < min_rise_db:
+            return f"no speech (steady sound: {rise:.1f} dB between loud and quiet frames)"
         return ""
 
     def judged(self, text: str, gap: float, frames: int, decode_ms: float, details: dict) -> Recognition:
@@ -849,6 +869,9 @@ def parse_recognition(recognition: Recognition, parser: "P.CommandParser", motio
             problem = f"confidence {intent.confidence:.2f} < {config.motion_confidence:.2f}"
         elif agreement < config.motion_agreement and not recognition.gap >= config.clear_gap:
             problem = f"{100 * agreement:.0f}% of the alternatives agree < {100 * config.motion_agreement:.0f}%"
+        elif recognition.details.get("worst_word", (None, 0.0))[1] < config.word_gap:
+            word, fit = recognition.details["worst_word"]
+            problem = f"{word!r} fits {fit:.1f} < {config.word_gap:.1f}"
         if problem:
             intent = not_understood(recognition.text, f"heard {recognition.text!r} but not clearly enough to act "
                                     f"({problem}); please repeat", candidates=(intent.describe(),), source="speech")

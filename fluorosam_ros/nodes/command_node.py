@@ -76,6 +76,8 @@ class CommandNode(Node):
                                  "as reject_gap, for speech_engine ctc (ln per output step)")
         ctc_motion_gap = declare(self, "ctc_motion_gap", speech_defaults.ctc_motion_gap,
                                  "as motion_gap, for speech_engine ctc")
+        ctc_word_gap = declare(self, "ctc_word_gap", speech_defaults.ctc_word_gap,
+                               "speech_engine ctc: the worst word of an acting intent needs this fit")
         self.frame_id = declare(self, "frame_id", "", "header frame of published intents")
 
         started = time.perf_counter()
@@ -93,7 +95,7 @@ class CommandNode(Node):
                     self.recognizer = make_recognizer(SpeechConfig(
                         engine=engine, sample_rate_hz=self.sample_rate_hz, reject_gap=reject_gap,
                         motion_gap=motion_gap, ctc_reject_gap=ctc_reject_gap, ctc_motion_gap=ctc_motion_gap,
-                        max_utterance_s=self.max_utterance_s))
+                        ctc_word_gap=ctc_word_gap, max_utterance_s=self.max_utterance_s))
                 except (RuntimeError, OSError, ImportError, ValueError) as error:   # e.g. damaged weights
                     self.get_logger().error(f"speech engine {engine} failed to load ({error}): speech is off, "
                                             "typed commands still work")

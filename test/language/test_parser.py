@@ -64,6 +64,17 @@ def test_every_intent_with_its_slots(grammar, text, expected):
     assert intent.source_text == text
 
 
+@pytest.mark.parametrize("text, kind, slots", [
+    ("move cranial twenty five millimeters", "move", {"direction": "cranial", "amount": 25.0, "unit": "mm"}),
+    ("shift caudal 3 cm", "move", {"direction": "caudal", "amount": 30.0, "unit": "mm"}),
+    ("show the pelvis cranial 20", "show", {"structure": "pelvis", "view": "cranial", "amount": 20.0, "unit": "deg"}),
+    ("cranial 15 degrees", "show", {"view": "cranial", "amount": 15.0, "unit": "deg"}),
+])
+def test_a_distance_with_cranial_or_caudal_is_a_move_a_bare_number_a_tilt(grammar, text, kind, slots):
+    intent = grammar.parse(text)
+    assert (intent.kind, intent.slots()) == (kind, slots)
+
+
 @pytest.mark.parametrize("text", ["stop", "STOP!", "halt", "freeze", "abort", "hold still", "stop moving",
                                   "please stop now", "don't move", "do not move the C-arm", "stop zooming",
                                   "stop, go back", "zoom in stop", "show me the liver no stop"])

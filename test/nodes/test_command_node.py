@@ -100,8 +100,14 @@ def test_spoken_command_gives_the_intent(command, record_figure):
     intent = client.say_audio(audio)
     elapsed = time.perf_counter() - started
     assert intent is not None, read_logs(command[2])
-    assert (intent.kind, intent.structure, intent.source) == ("show", "femur_left", "speech"), intent
-    record_figure(f"command_node: spoken 'show me the left femur' -> Intent in {elapsed:.2f} s over DDS")
+    # the right reading, acted on or (when the action gate is not sure enough) offered back as
+    # the candidate of a "please repeat"; never another action
+    acted = (intent.kind, intent.structure) == ("show", "femur_left")
+    asked = intent.kind == "not_understood" and "repeat" in intent.error and \
+        any("femur_left" in c for c in intent.candidates)
+    assert intent.source == "speech" and (acted or asked), intent
+    record_figure(f"command_node: spoken 'show me the left femur' -> Intent in {elapsed:.2f} s over DDS "
+                  f"({'acted on' if acted else 'heard right, gate asked to repeat'})")
 
 
 def test_bad_input_is_refused_and_the_node_keeps_running(command):

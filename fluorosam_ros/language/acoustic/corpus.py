@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 ESPEAK_ACCENTS = ("en-gb-scotland", "en-gb-x-gbclan", "en-gb-x-rp", "en-gb-x-gbcwmd", "en-029", "en-us-nyc")
 HELD_OUT_ACCENTS = ("en-us", "en-gb")       # the evaluation's voices: never trained on
 FLITE_VOICES = ("kal", "kal16", "awb", "rms", "slt")
+CLEAN_DITHER_LSB = 2.0      # what "clean" audio carries: no microphone delivers exact digital silence
 
 
 def espeak_variants() -> list[str]:
@@ -295,4 +296,4 @@ class RoomAugmenter:
                             np.zeros(int(rng.uniform(*c.pad_s) * SAMPLE_RATE))])
         if rng.random() < c.noise_p:
             return mix_at_snr(x, self._noise(len(x)), float(rng.uniform(*c.snr_db)))
-        return np.clip(np.round(x + rng.normal(0, 2.0, len(x))), -32768, 32767).astype(np.int16)
+        return np.clip(np.round(x + rng.normal(0, CLEAN_DITHER_LSB, len(x))), -32768, 32767).astype(np.int16)

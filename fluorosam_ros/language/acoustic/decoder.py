@@ -201,3 +201,52 @@ def command_word_model(sentences: Sequence[Sequence[str]], order: int = 3) -> Wo
 
     counts = NGramCounts(order).add_all(sentences)
     return WordModel(build_model(counts), counts.vocabulary())
+
+
+def align(log_probs: np.ndarray, text: str) -> np.ndarray:
+    """Viterbi CTC alignment of `text`: for every step, the index of the letter of `text` it
+    emits, or -1 for a blank. Raises ValueError when the steps cannot hold the text."""
+    labels = [ALPHABET.index(c) for c in text]
+    states = np.zeros(2 * len(labels) + 1, dtype=int)
+    states[1::2] = labels
+    steps, count = len(log_probs), len(states)
+    # a state may also come from two back: from a letter over a blank, to a different letter
+    skip = np.zeros(count, dtype=bool)
+    skip[3::2] = states[3::2] != states[1:-2:2]
+    score = np.full(count, NEG_INF)
+    score[:2] = log_probs[0, states[:2]]
+    came_from = np.zeros((steps, count), dtype=np.int8)
+    for t in range(1, steps):
+        stay, one = score, np.concatenate([[NEG_INF], score[:-1]])
+        two = np.where(skip, np.concatenate([[NEG_INF, NEG_INF], score[:-2]]), NEG_INF)
+        options = np.stack([stay, one, two])
+        came_from[t] = options.argmax(axis=0)
+        score = options.max(axis=0) + log_probs[t, states]
+    end = count - 1 if count == 1 or score[-1] >= score[-2] else count - 2
+    if not np.isfinite(score[end]):
+        raise ValueError(f"{steps} steps cannot hold {text!r}")
+    path = np.empty(steps, dtype=int)
+    for t in range(steps - 1, -1, -1):
+        path[t] = end
+        end -= int(came_from[t, end])
+    return np.where(path % 2 == 1, (path - 1) // 2, -1)
+
+
+def word_deficits(log_probs: np.ndarray, text: str) -> list[tuple[str, float]]:
+    """For each word of `text`: how much less likely (ln) the acoustics find it, over the steps
+    aligned to it, than their own best path over those steps. A word the model heard scores
+    near 0; a word the word model forced onto other speech scores far below."""
+    if not text:
+        return []
+    emitted = align(log_probs, text)
+    labels = np.array([ALPHABET.index(c) for c in text])
+    chosen = log_probs[np.arange(len(log_probs)), np.where(emitted >= 0, labels[np.maximum(emitted, 0)], 0)]
+    deficit = log_probs.max(axis=1) - chosen
+    out, start = [], 0
+    for word in text.split(" "):
+        first, last = start, start + len(word) - 1
+        steps = np.flatnonzero((emitted >= first) & (emitted <= last))
+        span = deficit[steps[0]:steps[-1] + 1] if steps.size else np.zeros(0)
+        out.append((word, -float(span.sum())))
+        start += len(word) + 1
+    return out

@@ -4,8 +4,11 @@ the evaluation and the action gate (`speech.parse_recognition`) take either.
 
 Fit. `Recognition.gap` is, per output step, how much less likely the acoustics find the chosen
 words than their own unconstrained best path (ln, <= ~0). A command said clearly scores near 0;
-talk that the word model pulled towards command words scores far below. The gate's thresholds
-for this engine are `SpeechConfig.ctc_*`, tuned on the tuning split like pocketsphinx's.
+talk that the word model pulled towards command words scores below. Averaged over the utterance
+a single forced word hides among well-heard ones ("can you see the brain" for "can you check the
+drain"), so each word is also scored over its own aligned steps (`decoder.word_deficits`) and
+the worst one must reach `word_gap` before the words may act. The gate's thresholds for this
+engine are `SpeechConfig.ctc_*`, tuned on the tuning split like pocketsphinx's.
 """
 
 from __future__ import annotations
@@ -20,7 +23,8 @@ import torch
 
 from ..speech import Recognition, SpeechConfig, UtteranceBuffer, corpus_sentences
 from ..vocabulary import Vocabulary, default_vocabulary
-from .decoder import BeamConfig, beam_search, best_path_log_prob, command_word_model
+from .corpus import CLEAN_DITHER_LSB
+from .decoder import BeamConfig, beam_search, best_path_log_prob, command_word_model, word_deficits
 from .features import FeatureConfig, frames_of, log_mel
 from .model import AcousticConfig, CommandAcousticModel
 from .train import load_checkpoint
@@ -49,8 +53,9 @@ def load_acoustic_model(path: Path | str | None = None) -> tuple[CommandAcoustic
 class CtcSpeechRecognizer(UtteranceBuffer):
     """Command speech -> text with our CTC model; `recognize(samples)` or start/feed/finish."""
 
-    tuning_gaps = (-99.0, -2.0, -1.5, -1.0, -0.75, -0.5, -0.3)
-    tuning_clear_gaps = (-0.5, -0.3, -0.15)
+    tuning_gaps = (-99.0, -0.2, -0.1, -0.05, -0.03, -0.015)
+    tuning_clear_gaps = (0.0, 0.05, 0.1)
+    tuning_word_gaps = (-1e9, -6.0, -4.0, -3.0, -2.0)
 
     def __init__(self, vocabulary: Vocabulary | None = None, config: SpeechConfig | None = None,
                  weights: Path | str | None = None) -> None:
@@ -59,7 +64,8 @@ class CtcSpeechRecognizer(UtteranceBuffer):
         config = config or SpeechConfig(engine="ctc")
         # the gate's thresholds are on this engine's scale
         self.config = replace(config, reject_gap=config.ctc_reject_gap, motion_gap=config.ctc_motion_gap,
-                              clear_gap=config.ctc_clear_gap)
+                              clear_gap=config.ctc_clear_gap, word_gap=config.ctc_word_gap,
+                              motion_agreement=config.ctc_motion_agreement)
         self.model, checkpoint = load_acoustic_model(weights or (config.ctc_weights or None))
         self.weights_info = {k: v for k, v in checkpoint.items() if k not in ("state_dict",)}
         sentences = [spoken_transcript(" ".join(s)).split()
@@ -76,22 +82,28 @@ class CtcSpeechRecognizer(UtteranceBuffer):
 
     @torch.no_grad()
     def _decode(self, samples: np.ndarray) -> tuple[str, float, int, dict]:
-        log_probs, steps = self.model(log_mel(samples.astype(np.float32)),
-                                      frames_of(torch.tensor([samples.size])))
+        # a microphone never gives exact digital silence, synthetic audio does: the same seeded
+        # 2 LSB dither the training corpus's clean utterances carry (corpus.RoomAugmenter)
+        dithered = samples.astype(np.float32) + np.random.default_rng(self.config.dither_seed).normal(
+            0.0, CLEAN_DITHER_LSB, samples.size).astype(np.float32)
+        log_probs, steps = self.model(log_mel(dithered), frames_of(torch.tensor([samples.size])))
         log_probs = log_probs[0, :int(steps[0])].numpy()
         hypotheses = beam_search(log_probs, self.words, self.beam, nbest=max(1, self.config.nbest))
         if not hypotheses or not hypotheses[0].text:
             return "", float("nan"), len(log_probs), {"alternatives": []}
         best = hypotheses[0]
         gap = (best.acoustic - best_path_log_prob(log_probs)) / max(len(log_probs), 1)
+        fits = word_deficits(log_probs, best.text)
         details = {"alternatives": [h.text for h in hypotheses], "acoustic": best.acoustic,
-                   "speech_frames": len(log_probs)}
+                   "speech_frames": len(log_probs), "word_fits": fits,
+                   "worst_word": min(fits, key=lambda item: item[1])}
         return best.text, gap, len(log_probs), details
 
     def recognize(self, samples: np.ndarray) -> Recognition:
         """Decode one utterance (int16 mono at the configured rate)."""
         samples = np.asarray(samples, dtype=np.int16)
-        refusal = self.length_refusal(samples)
+        # the acoustic model never heard an utterance without speech: it must not be asked
+        refusal = self.length_refusal(samples) or self.silence_refusal(samples)
         if refusal:
             return Recognition("", False, reason=refusal)
         started = time.perf_counter()

@@ -74,3 +74,17 @@ def test_known_words_spoken_without_a_space_are_split():
     assert beam_search(run_together)[0].text == "stopmoving"
     words = command_word_model([["stop", "moving"], ["stop"], ["zoom", "in"]])
     assert beam_search(run_together, words)[0].text == "stop moving"
+
+
+def test_alignment_and_word_deficits():
+    from fluorosam_ros.language.acoustic.decoder import align, word_deficits
+
+    log_probs = posteriors("__ss_t_oo_p_  _a_l_l__")
+    emitted = align(log_probs, "stop all")
+    letters = [i for i in emitted if i >= 0]
+    assert sorted(set(letters)) == list(range(len("stop all")))          # every letter, in order
+    assert letters == sorted(letters)
+    heard = dict(word_deficits(log_probs, "stop all"))
+    assert heard["stop"] == 0.0 and heard["all"] == 0.0                  # the best path itself
+    forced = dict(word_deficits(log_probs, "stop ill"))
+    assert forced["stop"] == 0.0 and forced["ill"] < -3                  # "a" heard, "i" written
