@@ -375,8 +375,6 @@ def main(argv: list[str] | None = None) -> int:
         if not espeak_available():
             print("espeak-ng is missing: speech evaluation skipped (scripts/setup.sh installs it)")
         else:
-            from .speech import SpeechConfig
-
             recognizer = make_recognizer(speech_config(args))
             config = recognizer.config
             args.reject_gap = config.reject_gap

@@ -583,7 +583,7 @@ class UtteranceBuffer:
     rejection of fits below `config.reject_gap`. Subclasses set `config` and `recognize`."""
 
     config: SpeechConfig
-    # the fits `fluorosam evaluate-language --tune` sweeps motion_gap and clear_gap over
+    # the fits `fluorosam evaluate-language --tune` sweeps motion_gap, clear_gap and word_gap over
     tuning_gaps: tuple[float, ...] = ()
     tuning_clear_gaps: tuple[float, ...] = ()
     tuning_word_gaps: tuple[float, ...] = (-1e9,)

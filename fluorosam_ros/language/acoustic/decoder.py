@@ -235,18 +235,26 @@ def align(log_probs: np.ndarray, text: str) -> np.ndarray:
 def word_deficits(log_probs: np.ndarray, text: str) -> list[tuple[str, float]]:
     """For each word of `text`: how much less likely (ln) the acoustics find it, over the steps
     aligned to it, than their own best path over those steps. A word the model heard scores
-    near 0; a word the word model forced onto other speech scores far below."""
-    if not text:
+    near 0; a word the word model forced onto other speech scores far below. Spaces are aligned
+    too (the model writes most of them); where the steps cannot hold a space the beam placed
+    without the acoustics, the letters alone are."""
+    words = text.split()
+    if not words:
         return []
-    emitted = align(log_probs, text)
-    labels = np.array([ALPHABET.index(c) for c in text])
+    for joiner in (" ", ""):
+        try:
+            aligned = joiner.join(words)
+            emitted = align(log_probs, aligned)
+            break
+        except ValueError:
+            if not joiner:
+                raise
+    labels = np.array([ALPHABET.index(c) for c in aligned])
     chosen = log_probs[np.arange(len(log_probs)), np.where(emitted >= 0, labels[np.maximum(emitted, 0)], 0)]
     deficit = log_probs.max(axis=1) - chosen
-    out, start = [], 0
-    for word in text.split(" "):
-        first, last = start, start + len(word) - 1
-        steps = np.flatnonzero((emitted >= first) & (emitted <= last))
-        span = deficit[steps[0]:steps[-1] + 1] if steps.size else np.zeros(0)
-        out.append((word, -float(span.sum())))
-        start += len(word) + 1
+    out, first = [], 0
+    for word in words:
+        steps = np.flatnonzero((emitted >= first) & (emitted < first + len(word)))
+        out.append((word, -float(deficit[steps[0]:steps[-1] + 1].sum())))
+        first += len(word) + len(joiner)
     return out

@@ -14,6 +14,7 @@ engine are `SpeechConfig.ctc_*`, tuned on the tuning split like pocketsphinx's.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -93,7 +94,10 @@ class CtcSpeechRecognizer(UtteranceBuffer):
             return "", float("nan"), len(log_probs), {"alternatives": []}
         best = hypotheses[0]
         gap = (best.acoustic - best_path_log_prob(log_probs)) / max(len(log_probs), 1)
-        fits = word_deficits(log_probs, best.text)
+        try:
+            fits = word_deficits(log_probs, best.text)
+        except ValueError:      # the steps cannot hold the letters: nothing to trust
+            fits = [(best.text, -math.inf)]
         details = {"alternatives": [h.text for h in hypotheses], "acoustic": best.acoustic,
                    "speech_frames": len(log_probs), "word_fits": fits,
                    "worst_word": min(fits, key=lambda item: item[1])}

@@ -88,3 +88,11 @@ def test_alignment_and_word_deficits():
     assert heard["stop"] == 0.0 and heard["all"] == 0.0                  # the best path itself
     forced = dict(word_deficits(log_probs, "stop ill"))
     assert forced["stop"] == 0.0 and forced["ill"] < -3                  # "a" heard, "i" written
+
+
+def test_word_fits_do_not_need_a_space_the_acoustics_never_wrote():
+    from fluorosam_ros.language.acoustic.decoder import word_deficits
+
+    run_together = posteriors("stopmoving")          # no blank, no space: only the letters fit
+    fits = dict(word_deficits(run_together, "stop moving"))
+    assert fits == {"stop": 0.0, "moving": 0.0}
