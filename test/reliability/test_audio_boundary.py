@@ -23,5 +23,5 @@ def test_the_reason_is_the_chunk_even_when_speech_is_off(ledger, case):
 def test_a_good_chunk_is_taken():
     assert audio_refusal(16000, 1, 16000) == ""
     assert audio_refusal(16000, 0, 16000) == ""
-    assert "disabled" in audio_refusal(16000, 1, 16000, speech_enabled=False)
+    assert "speech is off" in audio_refusal(16000, 1, 16000, speech_enabled=False)
     assert "8000 Hz" in audio_refusal(8000, 1, 16000, speech_enabled=False)
