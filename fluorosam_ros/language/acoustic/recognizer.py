@@ -75,7 +75,6 @@ class CtcSpeechRecognizer(UtteranceBuffer):
         self.words = command_word_model([s for s in sentences if s], config.lm_order)
         self.beam = BeamConfig(beam=config.ctc_beam, lm_weight=config.ctc_lm_weight,
                                word_bonus=config.ctc_word_bonus, oov_probability=config.ctc_oov_probability)
-        torch.set_num_threads(max(1, min(torch.get_num_threads(), 2)))
         self.load_s = time.perf_counter() - started
         self.start()
         log.info("CTC speech recogniser ready in %.1f s (%d command words)", self.load_s,
