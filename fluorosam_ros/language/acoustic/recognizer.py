@@ -63,6 +63,9 @@ class CtcSpeechRecognizer(UtteranceBuffer):
         started = time.perf_counter()
         self.vocabulary = vocabulary or default_vocabulary()
         config = config or SpeechConfig(engine="ctc")
+        if config.sample_rate_hz != FeatureConfig().sample_rate_hz:
+            raise ValueError(f"the CTC engine takes {FeatureConfig().sample_rate_hz} Hz audio, not "
+                             f"{config.sample_rate_hz} Hz: resample before decoding")
         # the gate's thresholds are on this engine's scale
         self.config = replace(config, reject_gap=config.ctc_reject_gap, motion_gap=config.ctc_motion_gap,
                               clear_gap=config.ctc_clear_gap, word_gap=config.ctc_word_gap,

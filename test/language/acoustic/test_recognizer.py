@@ -91,3 +91,8 @@ def test_corrupt_weights_are_refused_clearly(tmp_path):
     broken.write_bytes(b"\x00" * 64)
     with pytest.raises(AcousticCheckpointError, match="cannot be read"):
         CtcSpeechRecognizer(config=SpeechConfig(ctc_weights=str(broken)))
+
+
+def test_another_sample_rate_is_refused_at_start():
+    with pytest.raises(ValueError, match="16000 Hz"):
+        CtcSpeechRecognizer(config=SpeechConfig(sample_rate_hz=8000))
