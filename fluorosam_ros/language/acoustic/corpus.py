@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from ..audio import SAMPLE_RATE, mix_at_snr, read_wav, resample
+from .features import CLEAN_DITHER_LSB
 from .transcript import spoken_transcript
 
 log = logging.getLogger(__name__)
@@ -39,7 +40,6 @@ log = logging.getLogger(__name__)
 ESPEAK_ACCENTS = ("en-gb-scotland", "en-gb-x-gbclan", "en-gb-x-rp", "en-gb-x-gbcwmd", "en-029", "en-us-nyc")
 HELD_OUT_ACCENTS = ("en-us", "en-gb")       # the evaluation's voices: never trained on
 FLITE_VOICES = ("kal", "kal16", "awb", "rms", "slt")
-CLEAN_DITHER_LSB = 2.0      # what "clean" audio carries: no microphone delivers exact digital silence
 
 
 def espeak_variants() -> list[str]:

@@ -139,6 +139,11 @@ def beam_search(log_probs: np.ndarray, words: WordModel | None = None, config: B
         for prefix, beam in beams.items():
             total = beam.acoustic
             last = prefix[-1] if prefix else ""
+            # per prefix, not per letter: the word it is spelling, and its score if it ends here
+            in_word = bool(prefix) and last != " "
+            spelling = prefix.rsplit(" ", 1)[-1] if in_word else ""
+            known_end = in_word and words is not None and spelling in words.vocabulary
+            ended = beam.lm + _word_score(words, prefix, config) if in_word else beam.lm
             for c in candidates:
                 p = float(step[c])
                 if c == 0:
@@ -156,17 +161,15 @@ def beam_search(log_probs: np.ndarray, words: WordModel | None = None, config: B
                     same = slot(prefix, beam.lm)
                     same.label = _logsumexp(same.label, beam.label + p)
                 if char == " ":
-                    if constrained and not _ends_known_word(words, prefix):
+                    if constrained and not known_end:
                         continue                        # a space would end an unknown word
-                    new = slot(prefix + " ", beam.lm + _word_score(words, prefix, config))
+                    new = slot(prefix + " ", ended)
                     new.label = _logsumexp(new.label, reach)
                     continue
-                if _ends_known_word(words, prefix) and (not constrained or words.spells(char)):
-                    split = slot(prefix + " " + char,
-                                 beam.lm + _word_score(words, prefix, config) - config.implicit_space_cost)
+                if known_end and (not constrained or words.spells(char)):
+                    split = slot(prefix + " " + char, ended - config.implicit_space_cost)
                     split.label = _logsumexp(split.label, reach)
-                partial = prefix.rsplit(" ", 1)[-1] + char
-                if constrained and not words.spells(partial):
+                if constrained and not words.spells(spelling + char):
                     continue
                 new = slot(prefix + char, beam.lm)
                 new.label = _logsumexp(new.label, reach)

@@ -24,31 +24,12 @@ import torch
 
 from ..speech import Recognition, SpeechConfig, UtteranceBuffer, corpus_sentences
 from ..vocabulary import Vocabulary, default_vocabulary
-from .corpus import CLEAN_DITHER_LSB
 from .decoder import BeamConfig, beam_search, best_path_log_prob, command_word_model, word_deficits
-from .features import FeatureConfig, frames_of, log_mel
-from .model import AcousticConfig, CommandAcousticModel
-from .train import load_checkpoint
+from .features import CLEAN_DITHER_LSB, FeatureConfig, frames_of, log_mel
 from .transcript import spoken_transcript
+from .weights import load_acoustic_model
 
 log = logging.getLogger(__name__)
-BUNDLED_NAME = "command_asr.pt"
-
-
-def bundled_speech_weights() -> Path:
-    """The acoustic model shipped in the repository's `weights/` (or `$FLUOROSAM_WEIGHTS_DIR`)."""
-    from ...model.build import bundled_file
-
-    return bundled_file(BUNDLED_NAME)
-
-
-def load_acoustic_model(path: Path | str | None = None) -> tuple[CommandAcousticModel, dict]:
-    checkpoint = load_checkpoint(path or bundled_speech_weights())
-    if FeatureConfig(**checkpoint["features"]) != FeatureConfig():
-        raise ValueError(f"{path}: features {checkpoint['features']} differ from this version's")
-    model = CommandAcousticModel(AcousticConfig(**checkpoint["model"]))
-    model.load_state_dict({k: v.float() for k, v in checkpoint["state_dict"].items()})
-    return model.eval(), checkpoint
 
 
 class CtcSpeechRecognizer(UtteranceBuffer):
@@ -70,8 +51,7 @@ class CtcSpeechRecognizer(UtteranceBuffer):
         self.config = replace(config, reject_gap=config.ctc_reject_gap, motion_gap=config.ctc_motion_gap,
                               clear_gap=config.ctc_clear_gap, word_gap=config.ctc_word_gap,
                               motion_agreement=config.ctc_motion_agreement)
-        self.model, checkpoint = load_acoustic_model(weights or (config.ctc_weights or None))
-        self.weights_info = {k: v for k, v in checkpoint.items() if k not in ("state_dict",)}
+        self.model, _ = load_acoustic_model(weights or (config.ctc_weights or None))
         sentences = [spoken_transcript(" ".join(s)).split()
                      for s in corpus_sentences(self.vocabulary, config.lm_sentences, config.lm_seed,
                                                config.lm_optional_p)]
@@ -86,7 +66,7 @@ class CtcSpeechRecognizer(UtteranceBuffer):
     @torch.no_grad()
     def _decode(self, samples: np.ndarray) -> tuple[str, float, int, dict]:
         # a microphone never gives exact digital silence, synthetic audio does: the same seeded
-        # 2 LSB dither the training corpus's clean utterances carry (corpus.RoomAugmenter)
+        # 2 LSB dither the training corpus's clean utterances carry (features.CLEAN_DITHER_LSB)
         dithered = samples.astype(np.float32) + np.random.default_rng(self.config.dither_seed).normal(
             0.0, CLEAN_DITHER_LSB, samples.size).astype(np.float32)
         log_probs, steps = self.model(log_mel(dithered), frames_of(torch.tensor([samples.size])))

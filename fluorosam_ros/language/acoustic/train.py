@@ -23,9 +23,9 @@ from .corpus import HELD_OUT_ACCENTS, AugmentConfig, RoomAugmenter, SpokenCorpus
 from .features import FeatureConfig, frames_of, log_mel
 from .model import AcousticConfig, CommandAcousticModel
 from .transcript import collapse, encode
+from .weights import load_checkpoint, save_weights
 
 log = logging.getLogger(__name__)
-FORMAT = "fluorosam-command-asr/1"
 
 
 @dataclass
@@ -85,17 +85,6 @@ def error_rates(model: CommandAcousticModel, audio: list[np.ndarray], transcript
     return {"cer": char_errors / max(chars, 1), "wer": word_errors / max(words, 1)}
 
 
-def save_weights(model: CommandAcousticModel, path: Path, metadata: dict) -> Path:
-    """Shippable weights: float16 state, the configs and how they were made."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    state = {k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()}
-    partial = path.with_name(path.name + ".partial")
-    torch.save({"format": FORMAT, "model": asdict(model.config), "features": asdict(FeatureConfig()),
-                "state_dict": state, **metadata}, partial)
-    partial.replace(path)
-    return path
-
-
 def train(config: TrainSpeechConfig, data: Path, out: Path, init: Path | None = None,
           progress: bool = True) -> dict:
     from tqdm import tqdm
@@ -143,23 +132,6 @@ def train(config: TrainSpeechConfig, data: Path, out: Path, init: Path | None = 
                 best = rates["wer"]
                 save_weights(model, out, metadata)
     return {"history": history, "best_wer": best, "out": str(out)}
-
-
-class AcousticCheckpointError(RuntimeError):
-    """A speech model file that cannot be used (missing, corrupt or of another format)."""
-
-
-def load_checkpoint(path: Path | str) -> dict:
-    path = Path(path)
-    if not path.is_file():
-        raise AcousticCheckpointError(f"speech model not found: {path}")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:   # torch raises several types for a damaged file
-        raise AcousticCheckpointError(f"speech model {path} cannot be read: {error}") from error
-    if not isinstance(checkpoint, dict) or checkpoint.get("format") != FORMAT:
-        raise AcousticCheckpointError(f"{path} is not a {FORMAT} file")
-    return checkpoint
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fluorosam_ros.language.acoustic.recognizer import CtcSpeechRecognizer, bundled_speech_weights
-from fluorosam_ros.language.acoustic.train import AcousticCheckpointError
+from fluorosam_ros.language.acoustic.recognizer import CtcSpeechRecognizer
+from fluorosam_ros.language.acoustic.weights import AcousticCheckpointError, bundled_speech_weights
 from fluorosam_ros.language.audio import RoomNoise, Voice, espeak_available, mix_at_snr, pad, synthesize
 from fluorosam_ros.language.numbers import normalize_command
 from fluorosam_ros.language.parser import CommandParser, ParserConfig

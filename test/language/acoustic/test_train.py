@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from fluorosam_ros.language.acoustic.model import AcousticConfig
-from fluorosam_ros.language.acoustic.train import AcousticCheckpointError, TrainSpeechConfig, load_checkpoint, train
+from fluorosam_ros.language.acoustic.train import TrainSpeechConfig, train
+from fluorosam_ros.language.acoustic.weights import AcousticCheckpointError, load_checkpoint
 from fluorosam_ros.language.audio import espeak_available
 
 
