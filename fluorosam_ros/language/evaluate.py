@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import yaml
+from tqdm import tqdm
 
 from .intents import NOT_UNDERSTOOD, STOP, Intent
 from .numbers import normalize_command
@@ -172,7 +173,6 @@ def evaluate_speech(parser, recognizer, commands: Sequence[Command], voices: Seq
     import numpy as np
 
     from .audio import RoomNoise, Voice, mix_at_snr, pad, synthesize
-    from .speech import parse_recognition
 
     parser.warm_up()
     noise = RoomNoise(seed=seed, use_babble=babble) if snr_db is not None else None
@@ -188,7 +188,7 @@ def evaluate_speech(parser, recognizer, commands: Sequence[Command], voices: Seq
                 audio = mix_at_snr(audio, noise.segment(len(audio)), snr_db)
             started = time.perf_counter()   # the whole utterance is in: end of audio
             recognition = recognizer.recognize(audio)
-            intent = parse_recognition(recognition, parser, recognizer.config.motion_gap, recognizer.config)
+            intent = recognizer.interpret(recognition, parser)
             latency = (time.perf_counter() - started) * 1e3
             reference = normalize_command(command.text)
             hypothesis = normalize_command(recognition.raw_text if recognition.accepted else "")
@@ -223,29 +223,41 @@ def tuning_commands(parser, commands: int = 100, seed: int = 1234, path: Path | 
     return items
 
 
-def tune_speech(parser, recognizer, voices: Sequence[tuple[str, int]] = DEFAULT_VOICES, snr_db: float | None = 10.0,
-                seed: int = 5, commands: int = 100) -> dict[str, Any]:
-    """Sweep the action gate (motion_gap x motion_confidence x motion_agreement) on the tuning
-    split; the chosen setting: `choose_gate`."""
-    from dataclasses import replace
-
+def tuning_recognitions(parser, recognizer, voices: Sequence[tuple[str, int]] = DEFAULT_VOICES,
+                        snr_db: float | None = 10.0, seed: int = 5, commands: int = 100) -> list[tuple[Command, Any]]:
+    """Each tuning-split utterance, spoken in each voice with room noise, and its Recognition."""
     from .audio import RoomNoise, Voice, mix_at_snr, pad, synthesize
-    from .speech import parse_recognition
 
     parser.warm_up()
     noise = RoomNoise(seed=seed) if snr_db is not None else None
-    ungated = replace(recognizer.config, motion_agreement=0.0, motion_confidence=0.0)
+    items = tuning_commands(parser, commands)
     rows = []
     for name, speed in voices:
-        for command in tuning_commands(parser, commands):
+        for command in tqdm(items, desc=f"tuning split {name}@{speed}", leave=False):
             audio = pad(synthesize(command.text, Voice(name, speed)))
             if noise is not None:
                 audio = mix_at_snr(audio, noise.segment(len(audio)), snr_db)
-            recognition = recognizer.recognize(audio)
-            rows.append((command, recognition))
-    records = [{"text": c.text, "expect": c.expect, "heard": r.raw_text, "accepted": r.accepted,
-                "fit": None if math.isnan(r.gap) else round(r.gap, 3),
-                "alternatives": r.details.get("alternatives", [])} for c, r in rows]
+            rows.append((command, recognizer.recognize(audio)))
+    return rows
+
+
+def _recognition_records(rows) -> list[dict[str, Any]]:
+    return [{"text": c.text, "expect": c.expect, "heard": r.raw_text, "accepted": r.accepted,
+             "fit": None if math.isnan(r.gap) else round(r.gap, 3),
+             "alternatives": r.details.get("alternatives", [])} for c, r in rows]
+
+
+def tune_speech(parser, recognizer, voices: Sequence[tuple[str, int]] = DEFAULT_VOICES, snr_db: float | None = 10.0,
+                seed: int = 5, commands: int = 100) -> dict[str, Any]:
+    """Sweep the hand action gate (motion_gap x motion_confidence x motion_agreement x word_gap)
+    on the tuning split; the chosen setting: `choose_gate`."""
+    from dataclasses import replace
+
+    from .speech import parse_recognition
+
+    ungated = replace(recognizer.config, motion_agreement=0.0, motion_confidence=0.0)
+    rows = tuning_recognitions(parser, recognizer, voices, snr_db, seed, commands)
+    records = _recognition_records(rows)
     results = []
     gaps, clears = recognizer.tuning_gaps, recognizer.tuning_clear_gaps
     agreements = [(a, math.inf) for a in (0.0, 0.6, 0.7, 0.8, 0.9)] + [(a, c) for a in (0.6, 0.7, 0.8, 0.9)
@@ -277,6 +289,57 @@ def tune_speech(parser, recognizer, voices: Sequence[tuple[str, int]] = DEFAULT_
                         "positives_exact": exact / max(positives, 1), "false_actions": false_actions,
                         "negatives": negatives})
     return {"sweep": results, "chosen": choose_gate(results), "utterances": len(rows), "recognitions": records}
+
+
+def gate_examples(parser, rows) -> tuple[Any, Any, list[str], Any]:
+    """(features, right, sentence, off_topic) of every tuning recognition whose ungated reading
+    would act: `right` when that reading is the expected intent+slots."""
+    import numpy as np
+
+    from .action_gate import action_features
+    from .speech import _reading
+
+    features, right, sentences, off_topic = [], [], [], []
+    for command, recognition in rows:
+        if not recognition.accepted:
+            continue
+        intent = parser.parse(recognition.text, source="speech")
+        if not intent.acts:
+            continue
+        reading = _reading(intent)
+        same = [_reading(parser.parse(a, source="speech")) == reading
+                for a in recognition.details.get("alternatives") or []]
+        features.append(action_features(recognition, intent.confidence, same))
+        right.append(not command.negative and matches(intent, command.expect))
+        sentences.append(command.text)
+        off_topic.append(command.negative)
+    return np.array(features), np.array(right), sentences, np.array(off_topic)
+
+
+def fit_action_gate(parser, rows, acoustic_sha256: str, l2: float = 1.0) -> tuple[Any, dict[str, Any]]:
+    """The learned gate (action_gate.py) of these tuning recognitions and how it does on them,
+    out of fold: the threshold lets none of the off-topic utterances act."""
+    from .action_gate import FEATURES, choose_floors, fit_logistic, out_of_fold
+
+    features, right, sentences, off_topic = gate_examples(parser, rows)
+    held_out = out_of_fold(features, right, sentences, l2=l2)
+    floor_agreement, floor_word, threshold = choose_floors(held_out, features, right, off_topic)
+    gate = fit_logistic(features, right, l2)
+    gate.threshold, gate.acoustic_sha256 = threshold, acoustic_sha256
+    gate.min_agreement, gate.min_word_fit = floor_agreement, floor_word
+    positives = sum(not c.negative for c, _ in rows)
+    acts = (held_out >= threshold) & (features[:, FEATURES.index("agreement")] >= floor_agreement) & \
+        (features[:, FEATURES.index("worst_word_fit")] >= floor_word)
+    report = {"utterances": len(rows), "positives": positives, "negatives": len(rows) - positives,
+              "would_act": len(right), "threshold": threshold, "min_agreement": floor_agreement,
+              "min_word_fit": floor_word,
+              "ungated_right_actions": int(right.sum()), "ungated_false_actions": int(off_topic.sum()),
+              "right_actions": int((acts & right).sum()), "false_actions": int((acts & off_topic).sum()),
+              "wrong_actions_on_positives": int((acts & ~right & ~off_topic).sum()),
+              "weights": dict(zip(gate.features, [round(w, 3) for w in gate.weights]))}
+    gate.provenance = {"fitted_on": "eval/tuning.yaml (tuning split)", "l2": l2,
+                       **{k: v for k, v in report.items() if k != "weights"}}
+    return gate, report
 
 
 def choose_gate(sweep: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -359,6 +422,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="recogniser search: the command language model (default) or the strict JSGF grammar")
     parser.add_argument("--tune", action="store_true",
                         help="sweep the speech action gate on the tuning split (eval/tuning.yaml) instead")
+    parser.add_argument("--fit-gate", type=Path, default=None, metavar="GATE_JSON",
+                        help="fit the learned action gate of the CTC engine on the tuning split and write it "
+                             "here (the bundled one: weights/command_gate.json)")
+    parser.add_argument("--tuning-commands", type=int, default=100,
+                        help="--tune / --fit-gate: commands drawn from the corpus grammar")
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                         help="override any SpeechConfig field (repeatable), e.g. --set language_weight=10")
     args = parser.parse_args(argv)
@@ -379,8 +447,10 @@ def main(argv: list[str] | None = None) -> int:
             config = recognizer.config
             args.reject_gap = config.reject_gap
             voices = [(v.split("@")[0], int(v.split("@")[1])) for v in args.voices.split(",")]
+            if args.fit_gate:
+                return _fit_gate_main(command_parser, recognizer, voices, snr, args)
             if args.tune:
-                tuned = tune_speech(command_parser, recognizer, voices, snr)
+                tuned = tune_speech(command_parser, recognizer, voices, snr, commands=args.tuning_commands)
                 for row in tuned["sweep"]:
                     print(f"motion_gap {row['motion_gap']:6.2f}  confidence {row['motion_confidence']:.1f}  "
                           f"agreement {row['motion_agreement']:.1f} (clear {row['clear_gap']:.2f}) "
@@ -410,4 +480,19 @@ def main(argv: list[str] | None = None) -> int:
         for failure in summary.failures[:args.show_failures]:
             print(f"  [{summary.name}] {failure['text']!r} heard {failure['heard']!r}: expected {failure['expect']}, "
                   f"got {failure['got']}")
+    return 0
+
+
+def _fit_gate_main(parser, recognizer, voices, snr_db, args) -> int:
+    from .action_gate import file_sha256
+
+    if not hasattr(recognizer, "weights_path"):
+        raise SystemExit("--fit-gate: the learned gate is for the ctc engine")
+    rows = tuning_recognitions(parser, recognizer, voices, snr_db, commands=args.tuning_commands)
+    gate, report = fit_action_gate(parser, rows, file_sha256(recognizer.weights_path))
+    print(json.dumps(report, indent=1))
+    print(f"gate: {gate.save(args.fit_gate)}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"report": report, "recognitions": _recognition_records(rows)}, indent=1),
+                        encoding="utf-8")
     return 0

@@ -32,12 +32,16 @@ import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from . import parser as P
 from .pronounce import pronounce
 from .vocabulary import CARDINALS, Vocabulary, default_vocabulary, normalize
+
+if TYPE_CHECKING:
+    from .action_gate import ActionGate
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +109,10 @@ class SpeechConfig:
     ctc_motion_agreement: float = 0.6
     ctc_clear_gap: float = 0.05
     ctc_word_gap: float = -3.0
+    # the learned gate (action_gate.py) that replaces the five thresholds above for actions:
+    # "" = the bundled weights/command_gate.json, "off" = the thresholds; a gate fitted to
+    # other acoustic weights is refused (logged) and the thresholds are used
+    ctc_action_gate: str = ""
 
 
 @dataclass
@@ -587,6 +595,8 @@ class UtteranceBuffer:
     tuning_gaps: tuple[float, ...] = ()
     tuning_clear_gaps: tuple[float, ...] = ()
     tuning_word_gaps: tuple[float, ...] = (-1e9,)
+    # the learned gate parse_recognition uses for this engine's actions; None: the hand checks
+    action_gate: ActionGate | None = None
 
     def start(self) -> None:
         self._buffer: list[np.ndarray] = []
@@ -601,6 +611,10 @@ class UtteranceBuffer:
 
     def recognize(self, samples: np.ndarray) -> Recognition:
         raise NotImplementedError
+
+    def interpret(self, recognition: Recognition, parser: "P.CommandParser"):
+        """The Intent of one of this recogniser's recognitions, through its action gate."""
+        return parse_recognition(recognition, parser, self.config.motion_gap, self.config, self.action_gate)
 
     def length_refusal(self, samples: np.ndarray) -> str:
         """Why this audio is not decoded at all ("" when it is)."""
@@ -834,12 +848,14 @@ def _reading(intent) -> tuple:
 
 
 def parse_recognition(recognition: Recognition, parser: "P.CommandParser", motion_gap: float | None = None,
-                      config: SpeechConfig | None = None):
+                      config: SpeechConfig | None = None, gate: ActionGate | None = None):
     """The Intent of a recognition: the parser's reading of accepted text, else not_understood.
 
     Two tiers: any accepted text may give stop, where or not_understood; an intent that moves
-    the C-arm or fires must also pass three checks, else the user is asked to repeat it (the
-    reading is kept as the candidate):
+    the C-arm or fires must also pass the action gate, else the user is asked to repeat it (the
+    reading is kept as the candidate). With a learned `gate` (action_gate.py, the CTC engine's
+    default) its probability that the reading is right must reach its threshold. Without one,
+    three hand checks:
     - `motion_gap`: a stricter acoustic fit;
     - `config.motion_confidence`: the parser's confidence in the heard words (no unexplained
       word: misrecognitions usually leave some);
@@ -856,24 +872,39 @@ def parse_recognition(recognition: Recognition, parser: "P.CommandParser", motio
         intent.details.update(asr_gap=recognition.gap, asr_ms=recognition.decode_ms)
         return intent
     intent = parser.parse(recognition.text, source="speech")
-    agreement = 1.0
     alternatives = recognition.details.get("alternatives") or []
-    if intent.acts and alternatives and config.motion_agreement > 0:
+    same: list[bool] = []
+    if intent.acts and alternatives and (gate is not None or config.motion_agreement > 0):
         reading = _reading(intent)
-        agreement = sum(_reading(parser.parse(a, source="speech")) == reading for a in alternatives) / len(alternatives)
+        same = [_reading(parser.parse(a, source="speech")) == reading for a in alternatives]
+    agreement = sum(same) / len(same) if same else 1.0
     if intent.acts:
-        problem = ""
-        if motion_gap is not None and not recognition.gap >= motion_gap:
-            problem = f"fit {recognition.gap:.2f} < {motion_gap:.2f}"
-        elif intent.confidence < config.motion_confidence:
-            problem = f"confidence {intent.confidence:.2f} < {config.motion_confidence:.2f}"
-        elif agreement < config.motion_agreement and not recognition.gap >= config.clear_gap:
-            problem = f"{100 * agreement:.0f}% of the alternatives agree < {100 * config.motion_agreement:.0f}%"
-        elif recognition.details.get("worst_word", (None, 0.0))[1] < config.word_gap:
-            word, fit = recognition.details["worst_word"]
-            problem = f"{word!r} fits {fit:.1f} < {config.word_gap:.1f}"
+        problem = _gate_problem(recognition, intent, same, gate) if gate is not None else \
+            _hand_gate_problem(recognition, intent, agreement, motion_gap, config)
         if problem:
             intent = not_understood(recognition.text, f"heard {recognition.text!r} but not clearly enough to act "
                                     f"({problem}); please repeat", candidates=(intent.describe(),), source="speech")
     intent.details.update(asr_gap=recognition.gap, asr_ms=recognition.decode_ms, asr_agreement=agreement)
     return intent
+
+
+def _gate_problem(recognition: Recognition, intent, same: list[bool], gate: ActionGate) -> str:
+    from .action_gate import action_features
+
+    features = action_features(recognition, intent.confidence, same)
+    intent.details["asr_action_probability"] = float(gate.probability(features))
+    return gate.refusal(features)
+
+
+def _hand_gate_problem(recognition: Recognition, intent, agreement: float, motion_gap: float | None,
+                       config: SpeechConfig) -> str:
+    if motion_gap is not None and not recognition.gap >= motion_gap:
+        return f"fit {recognition.gap:.2f} < {motion_gap:.2f}"
+    if intent.confidence < config.motion_confidence:
+        return f"confidence {intent.confidence:.2f} < {config.motion_confidence:.2f}"
+    if agreement < config.motion_agreement and not recognition.gap >= config.clear_gap:
+        return f"{100 * agreement:.0f}% of the alternatives agree < {100 * config.motion_agreement:.0f}%"
+    if recognition.details.get("worst_word", (None, 0.0))[1] < config.word_gap:
+        word, fit = recognition.details["worst_word"]
+        return f"{word!r} fits {fit:.1f} < {config.word_gap:.1f}"
+    return ""

@@ -78,6 +78,9 @@ class CommandNode(Node):
                                  "as motion_gap, for speech_engine ctc")
         ctc_word_gap = declare(self, "ctc_word_gap", speech_defaults.ctc_word_gap,
                                "speech_engine ctc: the worst word of an acting intent needs this fit")
+        ctc_action_gate = declare(self, "ctc_action_gate", speech_defaults.ctc_action_gate,
+                                  "speech_engine ctc: the learned action gate (\"\" = weights/command_gate.json, "
+                                  "a path, or off = the ctc_* thresholds)")
         self.frame_id = declare(self, "frame_id", "", "header frame of published intents")
 
         started = time.perf_counter()
@@ -95,13 +98,15 @@ class CommandNode(Node):
                     self.recognizer = make_recognizer(SpeechConfig(
                         engine=engine, sample_rate_hz=self.sample_rate_hz, reject_gap=reject_gap,
                         motion_gap=motion_gap, ctc_reject_gap=ctc_reject_gap, ctc_motion_gap=ctc_motion_gap,
-                        ctc_word_gap=ctc_word_gap, max_utterance_s=self.max_utterance_s))
+                        ctc_word_gap=ctc_word_gap, ctc_action_gate=ctc_action_gate,
+                        max_utterance_s=self.max_utterance_s))
                 except (RuntimeError, OSError, ImportError, ValueError) as error:   # e.g. damaged weights
                     self.get_logger().error(f"speech engine {engine} failed to load ({error}): speech is off, "
                                             "typed commands still work")
                     self.speech_enabled = False
+        gate = "learned action gate" if getattr(self.recognizer, "action_gate", None) else "threshold gate"
         self.get_logger().info(f"ready in {time.perf_counter() - started:.1f} s "
-                               f"(speech {engine if self.recognizer else 'off'})")
+                               f"(speech {f'{engine}, {gate}' if self.recognizer else 'off'})")
 
         self._audio: list[np.ndarray] = []
         self._audio_lock = threading.Lock()
@@ -180,8 +185,6 @@ class CommandNode(Node):
             self._decode()
 
     def _decode(self) -> None:
-        from fluorosam_ros.language.speech import parse_recognition
-
         with self._audio_lock:
             audio = np.concatenate(self._audio) if self._audio else np.zeros(0, np.int16)
             self._audio = []
@@ -192,8 +195,7 @@ class CommandNode(Node):
         started = time.perf_counter()
         try:
             recognition = self.recognizer.recognize(audio)
-            intent = parse_recognition(recognition, self.parser, self.recognizer.config.motion_gap,
-                                        self.recognizer.config)
+            intent = self.recognizer.interpret(recognition, self.parser)
         except Exception as error:
             self.get_logger().error(f"speech decoding failed: {error}")
             intent = not_understood("", f"internal error: {error}", source="speech")

@@ -11,7 +11,6 @@ def assert_off_topic_gives_no_action(recognizer) -> None:
     (the action gate of parse_recognition: acoustic fit, parser confidence, N-best agreement)."""
     from fluorosam_ros.language.audio import RoomNoise, Voice, mix_at_snr, pad, synthesize
     from fluorosam_ros.language.parser import CommandParser, ParserConfig
-    from fluorosam_ros.language.speech import parse_recognition
 
     parser = CommandParser(config=ParserConfig(use_embeddings=False))
     noise = RoomNoise(seed=3, seconds=8, use_babble=False)
@@ -21,5 +20,5 @@ def assert_off_topic_gives_no_action(recognizer) -> None:
             if snr is not None:
                 audio = mix_at_snr(audio, noise.segment(len(audio)), snr)
             result = recognizer.recognize(audio)
-            intent = parse_recognition(result, parser, recognizer.config.motion_gap, recognizer.config)
+            intent = recognizer.interpret(result, parser)
             assert not intent.acts, (text, snr, result.raw_text, intent.describe())

@@ -193,6 +193,14 @@ def beam_search(log_probs: np.ndarray, words: WordModel | None = None, config: B
     return list(merged.values())[:nbest]
 
 
+def word_log_probs(words: WordModel, text: str, config: BeamConfig = BeamConfig()) -> list[float]:
+    """ln p of each word of `text` and of its end under the word model, unweighted."""
+    tokens = tuple(text.split())
+    history = ("<s>",) + tokens
+    return [words.log_prob(token, history[:i + 1], config.oov_probability, config.oov_letter_probability)
+            for i, token in enumerate(tokens + ("</s>",))]
+
+
 def best_path_log_prob(log_probs: np.ndarray) -> float:
     """ln of the single most likely frame-by-frame path (the acoustics with no constraint)."""
     return float(np.max(log_probs, axis=-1).sum())

@@ -22,12 +22,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..action_gate import ActionGate, ActionGateError, bundled_action_gate, file_sha256
 from ..speech import Recognition, SpeechConfig, UtteranceBuffer, corpus_sentences
 from ..vocabulary import Vocabulary, default_vocabulary
-from .decoder import BeamConfig, beam_search, best_path_log_prob, command_word_model, word_deficits
+from .decoder import BeamConfig, beam_search, best_path_log_prob, command_word_model, word_deficits, word_log_probs
 from .features import CLEAN_DITHER_LSB, FeatureConfig, frames_of, log_mel
 from .transcript import spoken_transcript
-from .weights import load_acoustic_model
+from .weights import bundled_speech_weights, load_acoustic_model
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,9 @@ class CtcSpeechRecognizer(UtteranceBuffer):
         self.config = replace(config, reject_gap=config.ctc_reject_gap, motion_gap=config.ctc_motion_gap,
                               clear_gap=config.ctc_clear_gap, word_gap=config.ctc_word_gap,
                               motion_agreement=config.ctc_motion_agreement)
-        self.model, _ = load_acoustic_model(weights or (config.ctc_weights or None))
+        self.weights_path = Path(weights or config.ctc_weights or bundled_speech_weights())
+        self.model, _ = load_acoustic_model(self.weights_path)
+        self.action_gate = _load_gate(config.ctc_action_gate, self.weights_path)
         sentences = [spoken_transcript(" ".join(s)).split()
                      for s in corpus_sentences(self.vocabulary, config.lm_sentences, config.lm_seed,
                                                config.lm_optional_p)]
@@ -81,6 +84,8 @@ class CtcSpeechRecognizer(UtteranceBuffer):
         except ValueError:      # the steps cannot hold the letters: nothing to trust
             fits = [(best.text, -math.inf)]
         details = {"alternatives": [h.text for h in hypotheses], "acoustic": best.acoustic,
+                   "alternative_scores": [h.score for h in hypotheses],
+                   "lm_per_word": float(np.mean(word_log_probs(self.words, best.text, self.beam))),
                    "speech_frames": len(log_probs), "word_fits": fits,
                    "worst_word": min(fits, key=lambda item: item[1])}
         return best.text, gap, len(log_probs), details
@@ -95,3 +100,16 @@ class CtcSpeechRecognizer(UtteranceBuffer):
         started = time.perf_counter()
         text, gap, steps, details = self._decode(samples)
         return self.judged(text, gap, steps, (time.perf_counter() - started) * 1e3, details)
+
+
+def _load_gate(setting: str, weights: Path) -> ActionGate | None:
+    """The learned action gate for these acoustic weights; None (the hand thresholds) when it
+    is turned off, or, logged, when it is missing, damaged or fitted to other weights."""
+    if setting == "off":
+        return None
+    try:
+        path = Path(setting) if setting else bundled_action_gate()
+        return ActionGate.load(path, acoustic_sha256=file_sha256(weights))
+    except ActionGateError as error:
+        log.warning("speech actions use the hand thresholds (ctc_*): %s", error)
+        return None

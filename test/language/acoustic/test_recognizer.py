@@ -11,7 +11,7 @@ from fluorosam_ros.language.acoustic.weights import AcousticCheckpointError, bun
 from fluorosam_ros.language.audio import RoomNoise, Voice, espeak_available, mix_at_snr, pad, synthesize
 from fluorosam_ros.language.numbers import normalize_command
 from fluorosam_ros.language.parser import CommandParser, ParserConfig
-from fluorosam_ros.language.speech import SpeechConfig, make_recognizer, parse_recognition
+from fluorosam_ros.language.speech import SpeechConfig, make_recognizer
 from speech_checks import assert_off_topic_gives_no_action
 
 needs_espeak = pytest.mark.skipif(not espeak_available(), reason="espeak-ng not installed (scripts/setup.sh)")
@@ -51,7 +51,7 @@ def test_commands_in_unseen_voices(recognizer, parser, record_figure, snr_db):
             if snr_db is not None:
                 audio = mix_at_snr(audio, noise.segment(len(audio)), snr_db)
             result = recognizer.recognize(audio)
-            intent = parse_recognition(result, parser, recognizer.config.motion_gap, recognizer.config)
+            intent = recognizer.interpret(result, parser)
             expected = parser.parse(text)
             exact += normalize_command(result.raw_text) == normalize_command(text)
             acted_wrongly += intent.acts and intent.describe() != expected.describe()
@@ -96,3 +96,25 @@ def test_corrupt_weights_are_refused_clearly(tmp_path):
 def test_another_sample_rate_is_refused_at_start():
     with pytest.raises(ValueError, match="16000 Hz"):
         CtcSpeechRecognizer(config=SpeechConfig(sample_rate_hz=8000))
+
+
+def test_the_bundled_gate_belongs_to_the_bundled_weights(recognizer):
+    """weights/command_gate.json was fitted to weights/command_asr.pt (their SHA-256 agree)."""
+    from fluorosam_ros.language.action_gate import bundled_action_gate, file_sha256
+
+    assert recognizer.action_gate is not None
+    assert recognizer.action_gate.acoustic_sha256 == file_sha256(bundled_speech_weights())
+    assert 0.0 < recognizer.action_gate.threshold < 1.0
+    assert bundled_action_gate().name == "command_gate.json"
+
+
+def test_a_gate_for_other_weights_falls_back_to_the_thresholds(tmp_path, caplog):
+    from fluorosam_ros.language.action_gate import ActionGate, bundled_action_gate
+
+    record = ActionGate.load(bundled_action_gate())
+    record.acoustic_sha256 = "0" * 64
+    foreign = record.save(tmp_path / "gate.json")
+    with caplog.at_level("WARNING"):
+        fallback = CtcSpeechRecognizer(config=SpeechConfig(ctc_action_gate=str(foreign)))
+    assert fallback.action_gate is None and "another acoustic model" in caplog.text
+    assert CtcSpeechRecognizer(config=SpeechConfig(ctc_action_gate="off")).action_gate is None

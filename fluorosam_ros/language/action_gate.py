@@ -1,0 +1,228 @@
+"""The learned action gate of spoken commands: how likely the parser's reading of what the
+recogniser heard is the command that was said, from measurements of the recognition.
+
+Why learned. The hand gate (`speech.parse_recognition` with `motion_gap`, `word_gap`,
+`motion_agreement`, `motion_confidence`) asks each measurement to pass its own threshold; to act
+on none of the tuning split's off-topic talk every threshold had to be strict, and half the
+commands the recogniser heard exactly were asked to be repeated. The measurements disagree
+about different utterances, so one logistic model over all of them separates better than the
+intersection of their thresholds.
+
+Fitting (`fluorosam evaluate-language --fit-gate`): the tuning split only (eval/tuning.yaml's
+off-topic sentences + commands drawn from the corpus grammar), each utterance whose ungated
+reading would act labelled 1 when that reading is the expected intent+slots and 0 otherwise.
+The threshold is chosen on out-of-fold probabilities (folds by sentence, so a sentence's other
+voices never score it) as the lowest that lets none of the off-topic utterances act: the
+probabilities an utterance gets from a model that never saw it, as on the evaluation set.
+
+A gate is fitted to one acoustic model; the file records that model's SHA-256 and the
+recogniser refuses a gate fitted to other weights (its fits mean something else there).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+FORMAT = "fluorosam-action-gate/1"
+BUNDLED_NAME = "command_gate.json"
+FEATURES = ("fit", "worst_word_fit", "mean_word_fit", "parser_confidence", "agreement", "agreement_mass",
+            "margin", "lm_per_word", "log_words", "log_alternatives")
+MAX_MARGIN = 15.0   # ln; an N-best without another reading counts as this sure
+
+
+class ActionGateError(RuntimeError):
+    """A gate file that cannot be used (missing, damaged, of another format or acoustic model)."""
+
+
+def _clip(value: float, low: float, high: float) -> float:
+    return float(min(max(value, low), high)) if math.isfinite(value) else (low if value < 0 or math.isnan(value)
+                                                                         else high)
+
+
+def action_features(recognition, confidence: float, readings: Sequence[bool]) -> np.ndarray:
+    """The measurements of one recognition whose reading would act, in `FEATURES` order.
+
+    `confidence`: the parser's confidence in the heard words; `readings[i]`: whether the i-th
+    N-best alternative reads as the same intent and slots as the best one."""
+    details = recognition.details
+    word_fits = [fit for _, fit in details.get("word_fits", [])] or [0.0]
+    scores = np.asarray(details.get("alternative_scores") or [0.0], dtype=np.float64)
+    same = np.asarray(list(readings) or [True], dtype=bool)[:len(scores)]
+    scores = scores[:len(same)]
+    posterior = np.exp(scores - scores.max())
+    posterior /= posterior.sum()
+    other = scores[~same]
+    words = max(len(recognition.text.split()), 1)
+    return np.array([
+        _clip(recognition.gap, -1.0, 0.5),
+        _clip(min(word_fits), -12.0, 0.0),
+        _clip(float(np.mean(np.clip(word_fits, -12.0, 0.0))), -12.0, 0.0),
+        float(confidence),
+        float(same.mean()),
+        float(posterior[same].sum()),
+        _clip(scores[0] - other.max(), 0.0, MAX_MARGIN) if other.size else MAX_MARGIN,
+        _clip(details.get("lm_per_word", 0.0), -15.0, 0.0),
+        math.log(words),
+        math.log(max(len(scores), 1)),
+    ])
+
+
+@dataclass
+class ActionGate:
+    """p(the reading is right) = sigmoid(weights . (features - mean) / scale + bias)."""
+
+    weights: list[float]
+    bias: float
+    mean: list[float]
+    scale: list[float]
+    threshold: float = 0.5
+    # floors the probability cannot buy off: a fluent, well-fitting decode of talk into command
+    # words ("can you check the drain" heard "can you see the brain") scores high on every
+    # measurement but these two, and the logistic model adds where these must veto
+    min_agreement: float = 0.0
+    min_word_fit: float = -1e9
+    features: tuple[str, ...] = FEATURES
+    acoustic_sha256: str = ""
+    provenance: dict = field(default_factory=dict)
+
+    def probability(self, features: np.ndarray) -> float | np.ndarray:
+        z = (np.asarray(features, dtype=np.float64) - self.mean) / self.scale
+        return 1.0 / (1.0 + np.exp(-(z @ np.asarray(self.weights) + self.bias)))
+
+    def refusal(self, features: np.ndarray) -> str:
+        """Why the reading with these features may not act ("" when it may)."""
+        named = dict(zip(self.features, np.asarray(features, dtype=np.float64)))
+        if named["agreement"] < self.min_agreement:
+            return f"{100 * named['agreement']:.0f}% of the alternatives agree < {100 * self.min_agreement:.0f}%"
+        if named["worst_word_fit"] < self.min_word_fit:
+            return f"worst word fits {named['worst_word_fit']:.1f} < {self.min_word_fit:.1f}"
+        probability = float(self.probability(features))
+        if probability < self.threshold:
+            return f"sure of it {100 * probability:.0f}% < {100 * self.threshold:.0f}%"
+        return ""
+
+    def save(self, path: Path | str) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        record = {"format": FORMAT, **asdict(self)}
+        record["features"] = list(self.features)
+        path.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+        return path
+
+    @classmethod
+    def load(cls, path: Path | str, acoustic_sha256: str | None = None) -> "ActionGate":
+        """The gate in `path`; with `acoustic_sha256`, only if it was fitted to those weights."""
+        path = Path(path)
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError as error:
+            raise ActionGateError(f"action gate not found: {path}") from error
+        except (OSError, ValueError) as error:
+            raise ActionGateError(f"action gate {path} cannot be read: {error}") from error
+        if not isinstance(record, dict) or record.pop("format", None) != FORMAT:
+            raise ActionGateError(f"{path} is not a {FORMAT} file")
+        try:
+            gate = cls(**{**record, "features": tuple(record["features"])})
+            values = [float(v) for v in [*gate.weights, *gate.mean, *gate.scale, gate.bias, gate.threshold,
+                                         gate.min_agreement, gate.min_word_fit]]
+        except (TypeError, KeyError, ValueError) as error:
+            raise ActionGateError(f"action gate {path} is incomplete: {error}") from error
+        if gate.features != FEATURES or not len(gate.weights) == len(gate.mean) == len(gate.scale) == len(FEATURES):
+            raise ActionGateError(f"{path} measures {list(gate.features)}, this version {list(FEATURES)}")
+        if not all(math.isfinite(v) for v in values) or min(gate.scale) <= 0:
+            raise ActionGateError(f"action gate {path} holds non-finite or zero-scale values")
+        if acoustic_sha256 is not None and gate.acoustic_sha256 != acoustic_sha256:
+            raise ActionGateError(f"action gate {path} was fitted to another acoustic model "
+                                  f"({gate.acoustic_sha256[:12]} != {acoustic_sha256[:12]}): refit it "
+                                  "with `fluorosam evaluate-language --fit-gate`")
+        return gate
+
+
+def bundled_action_gate() -> Path:
+    """The gate shipped in the repository's `weights/` (or `$FLUOROSAM_WEIGHTS_DIR`)."""
+    from ..model.build import CheckpointError, bundled_file
+
+    try:
+        return bundled_file(BUNDLED_NAME)
+    except CheckpointError as error:
+        raise ActionGateError(str(error)) from error
+
+
+def file_sha256(path: Path | str) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def fit_logistic(features: np.ndarray, labels: np.ndarray, l2: float = 1.0, iterations: int = 50
+                 ) -> ActionGate:
+    """L2-regularised logistic regression by Newton's method on standardised features."""
+    x = np.asarray(features, dtype=np.float64)
+    y = np.asarray(labels, dtype=np.float64)
+    if x.ndim != 2 or len(x) != len(y) or len(np.unique(y)) < 2:
+        raise ValueError("fitting the gate needs a (n, features) array and both labels")
+    mean, scale = x.mean(0), x.std(0)
+    scale[scale < 1e-6] = 1.0
+    z = np.hstack([(x - mean) / scale, np.ones((len(x), 1))])
+    theta = np.zeros(z.shape[1])
+    penalty = np.full(z.shape[1], l2)
+    penalty[-1] = 0.0                       # the bias is not shrunk
+    for _ in range(iterations):
+        p = 1.0 / (1.0 + np.exp(-z @ theta))
+        gradient = z.T @ (p - y) + penalty * theta
+        hessian = (z * (p * (1 - p))[:, None]).T @ z + np.diag(penalty) + 1e-9 * np.eye(len(theta))
+        step = np.linalg.solve(hessian, gradient)
+        theta -= step
+        if np.abs(step).max() < 1e-8:
+            break
+    return ActionGate(weights=theta[:-1].tolist(), bias=float(theta[-1]), mean=mean.tolist(), scale=scale.tolist())
+
+
+def out_of_fold(features: np.ndarray, labels: np.ndarray, groups: Sequence[str], folds: int = 5,
+                l2: float = 1.0) -> np.ndarray:
+    """Each row's probability from a gate fitted without its group (its sentence)."""
+    names = sorted(set(groups))
+    fold_of = {name: index % folds for index, name in
+               enumerate(np.random.default_rng(0).permutation(names).tolist())}
+    fold = np.array([fold_of[g] for g in groups])
+    probabilities = np.zeros(len(labels))
+    for k in range(folds):
+        held = fold == k
+        if held.any():
+            probabilities[held] = fit_logistic(features[~held], labels[~held], l2).probability(features[held])
+    return probabilities
+
+
+def choose_floors(probabilities: np.ndarray, features: np.ndarray, right: np.ndarray, must_not_act: np.ndarray,
+                  agreements: Sequence[float] = (0.0, 0.3, 0.4, 0.5, 0.6),
+                  word_fits: Sequence[float] = (-1e9, -4.0, -3.0, -2.0), wrong_cost: float = 3.0
+                  ) -> tuple[float, float, float]:
+    """(min_agreement, min_word_fit, threshold): with each pair of floors the lowest threshold
+    that lets none of `must_not_act` through, the pair with the most right actions less
+    `wrong_cost` per wrong one."""
+    agreement = features[:, FEATURES.index("agreement")]
+    worst_word = features[:, FEATURES.index("worst_word_fit")]
+    best: tuple[float, tuple[float, float, float]] | None = None
+    for floor_agreement in agreements:
+        for floor_word in word_fits:
+            passes = (agreement >= floor_agreement) & (worst_word >= floor_word)
+            threshold = lowest_safe_threshold(probabilities, must_not_act & passes)
+            acts = passes & (probabilities >= threshold)
+            value = float((acts & right).sum() - wrong_cost * (acts & ~right & ~must_not_act).sum())
+            if best is None or value > best[0]:
+                best = (value, (floor_agreement, floor_word, threshold))
+    return best[1]
+
+
+def lowest_safe_threshold(probabilities: np.ndarray, must_not_act: np.ndarray) -> float:
+    """The lowest threshold above every probability of the utterances that must not act."""
+    worst = float(np.max(probabilities[must_not_act])) if np.any(must_not_act) else 0.0
+    return float(np.nextafter(worst, 1.0))
