@@ -59,3 +59,39 @@ def test_the_tuning_split_is_disjoint_from_the_evaluation_set(commands):
     assert not overlap, overlap
     # as text, no off-topic tuning sentence asks for an action
     assert not [c.text for c in negatives if parser.parse(c.text).acts]
+
+
+def test_fitting_the_action_gate_keeps_every_off_topic_utterance_from_acting():
+    """fit_action_gate on hand-made recognitions: commands heard cleanly (right), talk decoded
+    into command words (off topic) and a misheard command; out-of-fold, none of the talk acts."""
+    import numpy as np
+
+    from fluorosam_ros.language.evaluate import Command, fit_action_gate
+    from fluorosam_ros.language.parser import ParserConfig
+    from fluorosam_ros.language.speech import Recognition
+
+    parser = CommandParser(config=ParserConfig(use_embeddings=False))
+    rng = np.random.default_rng(0)
+
+    def heard(text, fit, agree, word_fit):
+        alternatives = [text] + [text if rng.random() < agree else "zoom out" for _ in range(5)]
+        return Recognition(text, True, text, fit, 90, 3.0, details={
+            "alternatives": alternatives, "alternative_scores": sorted(-rng.uniform(0, 6, 6), reverse=True),
+            "word_fits": [(w, word_fit) for w in text.split()], "lm_per_word": -2.0})
+
+    rows = []
+    for i, text in enumerate(["move left ten millimeters", "zoom in", "take a shot", "go back", "rotate left",
+                              "collimate to the heart", "show me the liver", "move up five millimeters"] * 3):
+        rows.append((Command(text, {"kind": parser.parse(text).kind, **parser.parse(text).slots()}),
+                     heard(text, rng.uniform(-0.05, 0.05), 0.9, rng.uniform(-1.5, 0.0))))
+    for i, (said, text) in enumerate([("check the drain", "show me the brain"), ("hand me that", "zoom out"),
+                                      ("we are done", "take a shot"), ("the sun is out", "zoom in")] * 3):
+        rows.append((Command(f"{said} {i}", {"kind": K.NOT_UNDERSTOOD}, ("negative",)),
+                     heard(text, rng.uniform(-0.4, -0.1), 0.3, rng.uniform(-6.0, -2.0))))
+    rows.append((Command("move right ten millimeters", {"kind": "move", "direction": "right", "amount": 10.0,
+                                                        "unit": "mm"}), heard("move left ten millimeters", -0.1, 0.5, -4.0)))
+    gate, report = fit_action_gate(parser, rows, "ab" * 32)
+    assert report["false_actions"] == 0 and report["ungated_false_actions"] == 12
+    assert report["right_actions"] >= 12 and report["would_act"] == len(rows)
+    assert gate.acoustic_sha256 == "ab" * 32 and 0.0 < gate.threshold <= 1.0
+    assert gate.provenance["fitted_on"].startswith("eval/tuning.yaml")

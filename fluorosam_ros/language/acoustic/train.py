@@ -23,7 +23,7 @@ from .corpus import HELD_OUT_ACCENTS, AugmentConfig, RoomAugmenter, SpokenCorpus
 from .features import FeatureConfig, frames_of, log_mel
 from .model import AcousticConfig, CommandAcousticModel
 from .transcript import collapse, encode
-from .weights import load_checkpoint, save_weights
+from .weights import BUNDLED_NAME, load_checkpoint, save_weights
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +89,8 @@ def train(config: TrainSpeechConfig, data: Path, out: Path, init: Path | None = 
           progress: bool = True) -> dict:
     from tqdm import tqdm
 
+    if out.is_dir() or not out.suffix:     # a folder: the weights go inside it, found before hours of training
+        out = out / BUNDLED_NAME
     torch.manual_seed(config.seed)
     corpus = load_or_speak(data / f"train_{config.utterances}_seed{config.seed}.npz", config.utterances,
                            config.seed, config)
@@ -139,7 +141,8 @@ def main(argv: list[str] | None = None) -> int:
                                      description="Train the command acoustic model on synthetic speech.")
     parser.add_argument("--data", type=Path, default=Path("output/speech_corpus"),
                         help="folder for the spoken corpus cache")
-    parser.add_argument("--out", type=Path, default=Path("output/speech/command_asr.pt"))
+    parser.add_argument("--out", type=Path, default=Path("output/speech/command_asr.pt"),
+                        help="the weights file (a folder: command_asr.pt inside it)")
     parser.add_argument("--init", type=Path, default=None, help="start from these weights")
     parser.add_argument("--utterances", type=int, default=TrainSpeechConfig.utterances)
     parser.add_argument("--validation", type=int, default=TrainSpeechConfig.validation)

@@ -12,13 +12,19 @@ from fluorosam_ros.language.audio import espeak_available
 
 
 @pytest.mark.skipif(not espeak_available(), reason="espeak-ng not installed (scripts/setup.sh)")
-def test_a_few_steps_write_loadable_weights(tmp_path):
+@pytest.mark.parametrize("out", ["asr.pt", "run"])
+def test_a_few_steps_write_loadable_weights(tmp_path, out):
+    """`out` a file, or a folder (that exists: the weights go inside it)."""
     config = TrainSpeechConfig(utterances=12, validation=4, steps=4, batch=4, validate_every=2, workers=1,
                                model=AcousticConfig(channels=32, hidden=16, layers=1))
-    result = train(config, tmp_path / "data", tmp_path / "asr.pt", progress=False)
+    if out == "run":
+        (tmp_path / out).mkdir()
+    result = train(config, tmp_path / "data", tmp_path / out, progress=False)
+    weights = tmp_path / out if out.endswith(".pt") else tmp_path / out / "command_asr.pt"
+    assert result["out"] == str(weights)
     assert [row["step"] for row in result["history"]] == [2, 4]
     assert all(row["loss"] > 0 and 0 <= row["cer"] for row in result["history"])
-    checkpoint = load_checkpoint(tmp_path / "asr.pt")
+    checkpoint = load_checkpoint(weights)
     assert checkpoint["model"]["hidden"] == 16 and checkpoint["training"]["held_out_accents"] == ["en-us", "en-gb"]
     assert all(v.dtype == torch.float16 for v in checkpoint["state_dict"].values() if v.is_floating_point())
     assert (tmp_path / "data" / "train_12_seed0.npz").is_file()          # the spoken corpus is cached
