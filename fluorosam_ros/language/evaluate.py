@@ -297,7 +297,7 @@ def gate_examples(parser, rows) -> tuple[Any, Any, list[str], Any]:
     import numpy as np
 
     from .action_gate import action_features
-    from .speech import _reading
+    from .speech import same_readings
 
     features, right, sentences, off_topic = [], [], [], []
     for command, recognition in rows:
@@ -306,9 +306,7 @@ def gate_examples(parser, rows) -> tuple[Any, Any, list[str], Any]:
         intent = parser.parse(recognition.text, source="speech")
         if not intent.acts:
             continue
-        reading = _reading(intent)
-        same = [_reading(parser.parse(a, source="speech")) == reading
-                for a in recognition.details.get("alternatives") or []]
+        same = same_readings(parser, intent, recognition.details.get("alternatives") or [])
         features.append(action_features(recognition, intent.confidence, same))
         right.append(not command.negative and matches(intent, command.expect))
         sentences.append(command.text)

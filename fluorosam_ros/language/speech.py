@@ -847,6 +847,12 @@ def _reading(intent) -> tuple:
     return (intent.kind,) + tuple(sorted(intent.slots().items()))
 
 
+def same_readings(parser: "P.CommandParser", intent, alternatives) -> list[bool]:
+    """Whether the parser reads each N-best alternative as `intent`'s kind and slots."""
+    reading = _reading(intent)
+    return [_reading(parser.parse(a, source="speech")) == reading for a in alternatives]
+
+
 def parse_recognition(recognition: Recognition, parser: "P.CommandParser", motion_gap: float | None = None,
                       config: SpeechConfig | None = None, gate: ActionGate | None = None):
     """The Intent of a recognition: the parser's reading of accepted text, else not_understood.
@@ -875,8 +881,7 @@ def parse_recognition(recognition: Recognition, parser: "P.CommandParser", motio
     alternatives = recognition.details.get("alternatives") or []
     same: list[bool] = []
     if intent.acts and alternatives and (gate is not None or config.motion_agreement > 0):
-        reading = _reading(intent)
-        same = [_reading(parser.parse(a, source="speech")) == reading for a in alternatives]
+        same = same_readings(parser, intent, alternatives)
     agreement = sum(same) / len(same) if same else 1.0
     if intent.acts:
         problem = _gate_problem(recognition, intent, same, gate) if gate is not None else \
