@@ -203,23 +203,34 @@ def out_of_fold(features: np.ndarray, labels: np.ndarray, groups: Sequence[str],
 
 def choose_floors(probabilities: np.ndarray, features: np.ndarray, right: np.ndarray, must_not_act: np.ndarray,
                   agreements: Sequence[float] = (0.0, 0.3, 0.4, 0.5, 0.6),
-                  word_fits: Sequence[float] = (-1e9, -4.0, -3.0, -2.0), wrong_cost: float = 3.0
+                  word_fits: Sequence[float] = (-1e9, -4.0, -3.0, -2.0), max_wrong_share: float = 0.015
                   ) -> tuple[float, float, float]:
-    """(min_agreement, min_word_fit, threshold): with each pair of floors the lowest threshold
-    that lets none of `must_not_act` through, the pair with the most right actions less
-    `wrong_cost` per wrong one."""
+    """(min_agreement, min_word_fit, threshold) with the most right actions, where for each pair
+    of floors the threshold is the lowest that lets none of `must_not_act` through and keeps
+    wrong readings (neither right nor must_not_act: a misheard command) to `max_wrong_share` of
+    the actions."""
     agreement = features[:, FEATURES.index("agreement")]
     worst_word = features[:, FEATURES.index("worst_word_fit")]
-    best: tuple[float, tuple[float, float, float]] | None = None
+    wrong = ~right & ~must_not_act
+    best: tuple[int, tuple[float, float, float]] | None = None
     for floor_agreement in agreements:
         for floor_word in word_fits:
             passes = (agreement >= floor_agreement) & (worst_word >= floor_word)
             threshold = lowest_safe_threshold(probabilities, must_not_act & passes)
+            threshold = _lowest_with_wrong_share(probabilities[passes], wrong[passes], threshold, max_wrong_share)
             acts = passes & (probabilities >= threshold)
-            value = float((acts & right).sum() - wrong_cost * (acts & ~right & ~must_not_act).sum())
-            if best is None or value > best[0]:
-                best = (value, (floor_agreement, floor_word, threshold))
+            if best is None or int((acts & right).sum()) > best[0]:
+                best = (int((acts & right).sum()), (floor_agreement, floor_word, threshold))
     return best[1]
+
+
+def _lowest_with_wrong_share(probabilities: np.ndarray, wrong: np.ndarray, start: float, share: float) -> float:
+    """The lowest threshold >= `start` at which wrong rows are at most `share` of those acting."""
+    for threshold in np.unique(np.concatenate([[start], probabilities[probabilities >= start]])):
+        acts = probabilities >= threshold
+        if not acts.any() or wrong[acts].sum() <= share * acts.sum():
+            return float(threshold)
+    return float(np.nextafter(probabilities.max(), 1.0)) if probabilities.size else start
 
 
 def lowest_safe_threshold(probabilities: np.ndarray, must_not_act: np.ndarray) -> float:

@@ -339,9 +339,11 @@ class CommandParser:
         """(view, tilt amount, rest) of a named view in the text; ("", nan, joined) if none."""
         match = _TILT_VIEW.search(joined)
         number = _NUMBER_UNIT.search(joined)
-        # "cranial 20 mm" is a distance (a move), "cranial 20" or "20 degrees cranial" a tilt
+        # "cranial 20 mm" is a distance (a move), "cranial 20" or "20 degrees cranial" a tilt;
+        # "move caudal 3" lacks the move's unit: not a 3 degree tilt
         distance = bool(number and number.group(2) and number.group(2) not in UNIT_WORDS["deg"])
-        if match and (re.search(r"\btilt|angl|view\b", joined) or (number and not distance)):
+        unitless_move = bool(number and not number.group(2) and _MOVE.search(joined))
+        if match and (re.search(r"\btilt|angl|view\b", joined) or (number and not distance and not unitless_move)):
             view = "cranial" if match.group(1) in ("cranial", "cephalad") else "caudal"
             rest = joined[:match.start()] + " " + joined[match.end():]
             amount, _, rest = self._amount(rest, default_unit="deg")

@@ -69,6 +69,8 @@ def test_every_intent_with_its_slots(grammar, text, expected):
     ("shift caudal 3 cm", "move", {"direction": "caudal", "amount": 30.0, "unit": "mm"}),
     ("show the pelvis cranial 20", "show", {"structure": "pelvis", "view": "cranial", "amount": 20.0, "unit": "deg"}),
     ("cranial 15 degrees", "show", {"view": "cranial", "amount": 15.0, "unit": "deg"}),
+    ("move caudal 3", "not_understood", {}),             # a move without its unit is not a 3 degree tilt
+    ("slide cranial twenty", "not_understood", {}),
 ])
 def test_a_distance_with_cranial_or_caudal_is_a_move_a_bare_number_a_tilt(grammar, text, kind, slots):
     intent = grammar.parse(text)
