@@ -6,8 +6,9 @@ action (motion or exposure). Latency is the parse time per utterance.
 
 Speech: every utterance is synthesised by espeak-ng in each voice/speed, padded with silence,
 mixed with seeded room noise at the given SNR, recognised (command language model) and parsed,
-with the action gate of `speech.parse_recognition` (its thresholds come from the tuning split,
-eval/tuning.yaml, `--tune`; never from this set). Latency is measured from the end of the audio
+with the recogniser's action gate (`recognizer.interpret`: the learned gate fitted by
+`--fit-gate`, or the hand thresholds of `--tune`; both from the tuning split, eval/tuning.yaml,
+never from this set). Latency is measured from the end of the audio
 (the whole utterance has been received) to the intent. WER compares the recognised words with
 the reference words after the same normalisation (numbers as digits) over the non-negative
 utterances; a rejected utterance counts as all words deleted.
@@ -215,7 +216,8 @@ def tuning_commands(parser, commands: int = 100, seed: int = 1234, path: Path | 
     from .speech import corpus_sentences
 
     data = yaml.safe_load(Path(path or TUNING_PATH).read_text(encoding="utf-8"))
-    items = [Command(str(t), {"kind": NOT_UNDERSTOOD}, ("negative", "tuning")) for t in data["off_topic"]]
+    items = [Command(str(t), {"kind": NOT_UNDERSTOOD}, ("negative", "tuning"))
+             for t in data["off_topic"] + data.get("incomplete", [])]
     for words in corpus_sentences(count=commands, seed=seed):
         intent = parser.parse(" ".join(words))
         if intent.understood:   # a drawn sentence the parser refuses as text has no expected reading

@@ -14,6 +14,8 @@ wrong; an intent that moves the C-arm or fires must therefore pass (see `parse_r
   a path's score is already relative to an unconstrained phone sequence) of `motion_gap`;
 - the parser's confidence `motion_confidence` (no unexplained words);
 - agreement: `motion_agreement` of the N-best word strings read as the same intent and slots.
+(Those hand thresholds remain the fallback; the CTC engine's default gate is learned from the
+same kind of measurements: `action_gate.py`.)
 Utterances whose fit is below `reject_gap` are not accepted at all. Stop and where are never
 gated beyond that: stopping on a misheard word is safe. A comparison against a free phone
 loop (allphone search), the first rejection design, gave no usable score: its path scores
