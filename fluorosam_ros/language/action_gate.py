@@ -210,19 +210,23 @@ def choose_floors(probabilities: np.ndarray, features: np.ndarray, right: np.nda
     of floors the threshold is the lowest that lets none of `must_not_act` through and keeps
     wrong readings (neither right nor must_not_act: a misheard command) to `max_wrong_share` of
     the actions."""
-    agreement = features[:, FEATURES.index("agreement")]
-    worst_word = features[:, FEATURES.index("worst_word_fit")]
     wrong = ~right & ~must_not_act
     best: tuple[int, tuple[float, float, float]] | None = None
     for floor_agreement in agreements:
         for floor_word in word_fits:
-            passes = (agreement >= floor_agreement) & (worst_word >= floor_word)
+            passes = pass_floors(features, floor_agreement, floor_word)
             threshold = lowest_safe_threshold(probabilities, must_not_act & passes)
             threshold = _lowest_with_wrong_share(probabilities[passes], wrong[passes], threshold, max_wrong_share)
             acts = passes & (probabilities >= threshold)
             if best is None or int((acts & right).sum()) > best[0]:
                 best = (int((acts & right).sum()), (floor_agreement, floor_word, threshold))
     return best[1]
+
+
+def pass_floors(features: np.ndarray, min_agreement: float, min_word_fit: float) -> np.ndarray:
+    """Which rows of `features` (n, FEATURES) reach both floors."""
+    return (features[:, FEATURES.index("agreement")] >= min_agreement) & \
+        (features[:, FEATURES.index("worst_word_fit")] >= min_word_fit)
 
 
 def _lowest_with_wrong_share(probabilities: np.ndarray, wrong: np.ndarray, start: float, share: float) -> float:

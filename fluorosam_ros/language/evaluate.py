@@ -320,7 +320,7 @@ def fit_action_gate(parser, rows, acoustic_sha256: str, l2: float = 1.0) -> tupl
     """The learned gate (action_gate.py) of these tuning recognitions and how it does on them,
     out of fold: floors and threshold from `action_gate.choose_floors` (no tuning negative acts,
     wrong readings at most 1.5 % of the actions)."""
-    from .action_gate import FEATURES, choose_floors, fit_logistic, out_of_fold
+    from .action_gate import choose_floors, fit_logistic, out_of_fold, pass_floors
 
     features, right, sentences, off_topic = gate_examples(parser, rows)
     held_out = out_of_fold(features, right, sentences, l2=l2)
@@ -329,8 +329,7 @@ def fit_action_gate(parser, rows, acoustic_sha256: str, l2: float = 1.0) -> tupl
     gate.threshold, gate.acoustic_sha256 = threshold, acoustic_sha256
     gate.min_agreement, gate.min_word_fit = floor_agreement, floor_word
     positives = sum(not c.negative for c, _ in rows)
-    acts = (held_out >= threshold) & (features[:, FEATURES.index("agreement")] >= floor_agreement) & \
-        (features[:, FEATURES.index("worst_word_fit")] >= floor_word)
+    acts = (held_out >= threshold) & pass_floors(features, floor_agreement, floor_word)
     report = {"utterances": len(rows), "positives": positives, "negatives": len(rows) - positives,
               "would_act": len(right), "threshold": threshold, "min_agreement": floor_agreement,
               "min_word_fit": floor_word,
