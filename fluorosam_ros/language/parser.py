@@ -166,6 +166,19 @@ _DIRECTIONS = {d: _phrase_regex(p) for d, p in DIRECTION_PHRASES.items()}
 _NUMBER_UNIT = re.compile(r"\b(\d+(?:\.\d+)?)(?: (" + "|".join(
     w for words in UNIT_WORDS.values() for w in words) + r"))?\b")
 _OBLIQUE_ALONE = re.compile(r"\boblique\b")
+# A target named after a command word ("of the ...", "up the ...", "to the ...") that no rule
+# explained: an unknown or misheard structure ("take an image of the zebra", ASR's "bring up the
+# are"). Acting without it would do something other than what was asked.
+_NAMED_TARGET = re.compile(r"\b(?:of|to|onto|up|down|at|on|over|towards?)\s+the\b(?:\s+(\w+))?")
+# ... after any "the" in a move, where the directions are marked ("bring up the are")
+_THE_TARGET = re.compile(r"\bthe\b(?:\s+(\w+))?")
+# ... or a bare word or number where a collimation target belongs ("cone down to four")
+_COLLIMATION_TARGET = re.compile(r"\b(?:to|onto|on|around)\s+(?!the\b)(\w+)")
+# what may follow "the" in a command without being the patient's anatomy
+_MACHINE_WORDS = frozenset(GENERIC_WORDS) | frozenset(
+    ("c", "table", "bed", "patient", "beam", "field", "collimator", "collimation", "detector", "image",
+     "screen", "view", "tube", "gantry", "machine", "scanner", "system", "position", "previous", "last",
+     "direction"))
 _TILT_VIEW = re.compile(r"\b(cranial|caudal|cephalad|caudad)(?: tilt| angle| angulation| view)?\b")
 
 # Slot-free intents by example, for the embedding fallback (checked by the tests: every one
@@ -287,12 +300,26 @@ class CommandParser:
         if span is not None or self._view(joined)[0]:
             return self._show(joined, tokens, span, text, source, make)
         if _MOVE.search(joined):
-            return self._move(joined, make)
+            return self._move(joined, text, source, make)
         if _ACQUIRE.search(joined):
-            return make(K.ACQUIRE, self._confidence(_ACQUIRE.sub(" ", joined)))
+            rest = _ACQUIRE.sub(" ", joined)
+            return self._unknown_target(rest, text, source) or make(K.ACQUIRE, self._confidence(rest))
         if _SHOW.search(joined):
             return self._fallback(joined, text, source, "a request without a structure I know")
         return self._fallback(joined, text, source, "no command recognised")
+
+    def _unknown_target(self, rest: str, text: str, source: str, pattern: re.Pattern = _NAMED_TARGET
+                        ) -> Intent | None:
+        """A refusal when `rest` (what the intent's rules left) names a target that is not a
+        structure or a part of the machine; None when it names none."""
+        for match in pattern.finditer(rest):
+            word = match.group(1)
+            if word in _MACHINE_WORDS:
+                continue
+            what = f"'{word}' is not a structure I know" if word else "the request ends before its target"
+            return not_understood(text, f"{what}: say the structure's name",
+                                  candidates=self._nearest_names(word) if word else (), source=source)
+        return None
 
     def _confidence(self, rest: str, extra_unexplained: int = 0) -> float:
         """1 minus a penalty for each word that no rule explained."""
@@ -407,6 +434,12 @@ class CommandParser:
                                   source=source)
         direction = found[0]
         rest = _phrase_regex(COLLIMATE_DIRECTIONS[direction]).sub(" ", rest)
+        # the collimation words marked, not removed: "open up the collimators" names its target
+        marked = _phrase_regex(COLLIMATE_DIRECTIONS[direction]).sub(" ", _COLLIMATE.sub(" collimation ", joined))
+        refusal = self._unknown_target(marked, text, source) or \
+            self._unknown_target(marked, text, source, _COLLIMATION_TARGET)
+        if refusal is not None:
+            return refusal
         rest = re.sub(r"\b(up|the|field|a|bit)\b", " ", rest)
         return make(K.COLLIMATE, self._confidence(rest), direction=direction)
 
@@ -428,12 +461,18 @@ class CommandParser:
         return make(kind, self._confidence(rest), direction=directions[0], amount=amount,
                     unit="deg" if not math.isnan(amount) else "")
 
-    def _move(self, joined: str, make) -> Intent:
+    def _move(self, joined: str, text: str, source: str, make) -> Intent:
         amount, unit, rest = self._amount(joined, default_unit="")
         if not math.isnan(amount) and unit not in ("mm",):
             return not_understood(joined, "a move needs a distance unit (mm or cm)" if not unit
                                   else f"a move takes mm or cm, not {unit}",
                                   candidates=(f"move {amount:g} mm", f"move {amount * 10:g} mm"))
+        marked = rest
+        for direction in K.MOVE_DIRECTIONS:  # "move to the left": "the" then a direction is fine
+            marked = _DIRECTIONS[direction].sub(" direction ", marked)
+        refusal = self._unknown_target(_MOVE.sub(" ", marked), text, source, _THE_TARGET)
+        if refusal is not None:
+            return refusal
         directions, rest = self._direction(rest, K.MOVE_DIRECTIONS)
         if len(set(directions)) != 1:
             return not_understood(joined, "move needs one direction: " + ", ".join(K.MOVE_DIRECTIONS))

@@ -104,6 +104,35 @@ def test_refusals_say_why_and_never_act(grammar, text, error):
     assert error in intent.error
 
 
+@pytest.mark.parametrize("text, error", [
+    # a target named but unknown (or misheard): acting without it would do something else
+    ("take an image of the zebra", "'zebra' is not a structure"),
+    ("take an image of the that", "'that' is not a structure"),
+    ("bring up the are", "'are' is not a structure"),
+    ("bring up the", "ends before its target"),
+    ("cone down to four", "'4' is not a structure"),
+    ("cone down on the", "ends before its target"),
+])
+def test_a_named_target_that_is_no_structure_is_refused_not_dropped(grammar, text, error):
+    intent = grammar.parse(text)
+    assert intent.kind == K.NOT_UNDERSTOOD and not intent.acts
+    assert error in intent.error
+
+
+@pytest.mark.parametrize("text, kind, slots", [
+    ("move to the left", "move", {"direction": "left"}),
+    ("move the c arm to the left 2 cm", "move", {"direction": "left", "amount": 20.0, "unit": "mm"}),
+    ("move the table up", "move", {"direction": "up"}),
+    ("move towards the feet 20 mm", "move", {"direction": "caudal", "amount": 20.0, "unit": "mm"}),
+    ("open up the collimators", "collimate", {"direction": "open"}),
+    ("take an image of that", "acquire", {}),
+    ("take a shot of the pelvis", "show", {"structure": "pelvis"}),
+])
+def test_the_machine_and_directions_after_the_are_no_unknown_target(grammar, text, kind, slots):
+    intent = grammar.parse(text)
+    assert (intent.kind, intent.slots()) == (kind, slots)
+
+
 def test_unknown_anatomy_offers_spelling_neighbours(grammar):
     intent = grammar.parse("show me the left femor")
     # "femor" is no vocabulary word; "left" alone names nothing
