@@ -19,7 +19,8 @@ from typing import Callable
 
 import torch
 
-from .fluorosam import CONTEXT_PREFIXES, GROUNDING_PREFIXES, FluoroSAM
+from .fluorosam import CONTEXT_PREFIXES, GROUNDING_PREFIXES, REFINER_PREFIXES, FluoroSAM
+from .grounding_refiner import GroundingRefiner
 from .image_encoder import EfficientNetLiteImageEncoder, SwinImageEncoder
 from .mask_decoder import MaskDecoderConfig
 from .preprocessing import Preprocessor
@@ -51,13 +52,14 @@ class FluoroSAMConfig:
     text_token_scale: float = 16.0   # see TextPromptEncoder: the text token must be as loud as the others
     text_grounding: bool = False     # dense text prompt (text_grounding.py); the paper has the token only
     grounding_context: bool = False  # the grounding's 3x3 context branch (with text_grounding)
+    grounding_refiner: bool = False  # the grounding map at S/4 from the backbone's finer maps (grounding_refiner.py)
 
 
 CONFIGS = {
     # CPU-friendly: ImageNet EfficientNet-Lite0 at 256^2, MiniLM text tower.
     # The dense text grounding makes text prompts learnable from a CPU's budget of data and steps.
     "fluorosam_cpu_small": FluoroSAMConfig("fluorosam_cpu_small", "efficientnet_lite0", 256, text_grounding=True,
-                                           grounding_context=True),
+                                           grounding_context=True, grounding_refiner=True),
     # The paper's configuration: Swin-L at 448^2, CLIP ViT-B/32 text tower (512-d),
     # MLP 512 -> 512 -> 256, VQ over 8192 codes. Weights come from the user.
     "fluorosam_swin_l": FluoroSAMConfig("fluorosam_swin_l", "swin_l", 448, sentence_encoder="open_clip",
@@ -81,7 +83,9 @@ def _build(config: FluoroSAMConfig, sentence_encoder: SentenceEncoder | None, pr
     decoder = MaskDecoderConfig(transformer_dim=config.embed_dim, mlp_dim=config.decoder_mlp_dim).build()
     grounding = (TextGrounding(config.embed_dim, config.text_input_dim, context=config.grounding_context)
                  if config.text_grounding else None)
-    return FluoroSAM(image_encoder, text, prompt, decoder, Preprocessor(config.image_size), grounding)
+    refiner = (GroundingRefiner(config.embed_dim, config.text_input_dim)
+               if config.grounding_refiner and grounding is not None else None)
+    return FluoroSAM(image_encoder, text, prompt, decoder, Preprocessor(config.image_size), grounding, refiner)
 
 
 def build_model(name: str, checkpoint: str | Path | None = None, sentence_encoder: SentenceEncoder | None = None,
@@ -102,6 +106,7 @@ def build_model(name: str, checkpoint: str | Path | None = None, sentence_encode
         keys = [str(key) for key in payload["model"]]
         overrides.setdefault("text_grounding", any(key.startswith(GROUNDING_PREFIXES) for key in keys))
         overrides.setdefault("grounding_context", any(key.startswith(CONTEXT_PREFIXES) for key in keys))
+        overrides.setdefault("grounding_refiner", any(key.startswith(REFINER_PREFIXES) for key in keys))
     config = replace(CONFIGS[name], **overrides)
     if config.image_encoder == "swin_l" and checkpoint is None:
         raise CheckpointError("fluorosam_swin_l has no bundled weights: pass checkpoint=<your weights file>")
@@ -190,22 +195,25 @@ def _load_payload(model: FluoroSAM, payload: dict, path: Path) -> None:
 def _without_fresh_parts(model: FluoroSAM, missing: list[str], path: Path) -> list[str]:
     """`missing` less the parts that a checkpoint from before them lacks entirely and that can
     start fresh without changing the answers: the whole text grounding (switched off: its dense
-    embedding zeroed) or only its context branch (its last layer zeroed: no correction)."""
+    embedding zeroed) or only its context branch, and the grounding refiner (their last layers
+    zeroed: no correction)."""
     state = model.state_dict()
     # the whole grounding first: the context branch is part of it
     parts = ((GROUNDING_PREFIXES, lambda: model.prompt_encoder.grounding_embed, logging.WARNING,
               "the dense text grounding: it starts switched off (its dense embedding zeroed; it has an "
               "effect only once trained)"),
              (CONTEXT_PREFIXES, lambda: model.text_grounding.context[-1], logging.INFO,
-              "the grounding's context branch: it starts adding nothing"))
+              "the grounding's context branch: it starts adding nothing"),
+             (REFINER_PREFIXES, lambda: model.grounding_refiner.head[-1], logging.INFO,
+              "the grounding refiner: it starts adding nothing (the coarse map, upsampled)"))
     for prefixes, silenced_layer, level, what in parts:
         keys = {key for key in state if key.startswith(prefixes)}
-        if keys and keys <= set(missing):
+        if keys and keys <= set(missing):  # a part inside one already handled has left `missing`
             with torch.no_grad():
                 silenced_layer().weight.zero_()
                 silenced_layer().bias.zero_()
             log.log(level, "%s predates %s", path, what)
-            return [key for key in missing if key not in keys]
+            missing = [key for key in missing if key not in keys]
     return missing
 
 

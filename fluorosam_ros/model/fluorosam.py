@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .grounding_refiner import GroundingRefiner
 from .mask_decoder import DecoderOutput, MaskDecoder
 from .preprocessing import Preprocessor
 from .prompt_encoder import PromptEncoder
@@ -15,6 +16,8 @@ from .text_grounding import TextGrounding
 GROUNDING_PREFIXES = ("text_grounding.", "prompt_encoder.grounding_embed.")
 # The grounding's context branch, which a checkpoint from before it lacks (it starts as no correction).
 CONTEXT_PREFIXES = ("text_grounding.context.", "text_grounding.context_film.")
+# The grounding refiner, which a checkpoint from before it lacks (it starts as no correction).
+REFINER_PREFIXES = ("grounding_refiner.",)
 
 
 class FluoroSAM(nn.Module):
@@ -22,13 +25,17 @@ class FluoroSAM(nn.Module):
 
     def __init__(self, image_encoder: nn.Module, text_encoder: TextPromptEncoder,
                  prompt_encoder: PromptEncoder, mask_decoder: MaskDecoder, preprocessor: Preprocessor,
-                 text_grounding: TextGrounding | None = None) -> None:
+                 text_grounding: TextGrounding | None = None,
+                 grounding_refiner: GroundingRefiner | None = None) -> None:
         super().__init__()
         if (text_grounding is None) != (prompt_encoder.grounding_embed is None):
             raise ValueError("text_grounding and a PromptEncoder with dense_text go together")
+        if grounding_refiner is not None and (text_grounding is None or not hasattr(image_encoder, "forward_with_skips")):
+            raise ValueError("the grounding refiner needs a text grounding and an image encoder with skip features")
         self.image_encoder = image_encoder
         self.text_encoder = text_encoder
         self.text_grounding = text_grounding
+        self.grounding_refiner = grounding_refiner
         self.prompt_encoder = prompt_encoder
         self.mask_decoder = mask_decoder
         self.preprocessor = preprocessor
@@ -41,6 +48,14 @@ class FluoroSAM(nn.Module):
         """(B, 3, S, S) normalised -> (B, D, S/16, S/16)."""
         return self.image_encoder(images)
 
+    def embed_image_with_pixels(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The embedding and, with a grounding refiner, its text-agnostic (B, C, S/4, S/4) pixel
+        features (both cached per image by the predictor); None without a refiner."""
+        if self.grounding_refiner is None:
+            return self.embed_image(images), None
+        embedding, skips = self.image_encoder.forward_with_skips(images)
+        return embedding, self.grounding_refiner.pixel_features(embedding, skips)
+
     def encode_text(self, texts: list[str] | None = None, embeddings: torch.Tensor | None = None) -> TextTokens:
         return self.text_encoder(texts=texts, embeddings=embeddings)
 
@@ -51,6 +66,14 @@ class FluoroSAM(nn.Module):
         if text.sentence_embeddings is None:
             raise ValueError("these text tokens carry no sentence embeddings for the grounding")
         return self.text_grounding(image_embeddings, self.prompt_encoder.get_dense_pe(), text.sentence_embeddings)
+
+    def refine_grounding(self, coarse_logits: torch.Tensor, pixel_features: torch.Tensor | None,
+                         text: TextTokens) -> torch.Tensor | None:
+        """(B, S/4, S/4) logits: `ground_text`'s map at the decoder's output grid; None without a
+        refiner (or without pixel features)."""
+        if self.grounding_refiner is None or pixel_features is None:
+            return None
+        return self.grounding_refiner(coarse_logits, pixel_features, text.sentence_embeddings)
 
     def decode(self, image_embeddings: torch.Tensor, points: tuple[torch.Tensor, torch.Tensor] | None = None,
                text_tokens: torch.Tensor | None = None, multimask_output: bool = True,

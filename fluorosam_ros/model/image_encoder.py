@@ -65,6 +65,8 @@ LITE0_STAGES: Tuple[MBConvStage, ...] = (
 FEATURE_STAGES: Dict[int, int] = {8: 2, 16: 4, 32: 6}
 FEATURE_CHANNELS: Dict[int, int] = {
     s: LITE0_STAGES[i].out_channels for s, i in FEATURE_STAGES.items()}
+# The finer maps the grounding refiner reads beside the embedding (grounding_refiner.py).
+SKIP_STAGES: Dict[int, int] = {4: 1, 8: 2}
 
 
 def _tf_same_pad(x: torch.Tensor, kernel_size: int, stride: int) -> torch.Tensor:
@@ -146,10 +148,10 @@ class EfficientNetLite0(nn.Module):
             self.classifier = nn.Linear(HEAD_CHANNELS, NUM_CLASSES)
 
     def forward_features(self, x: torch.Tensor) -> Dict[int, torch.Tensor]:
-        """Feature maps keyed by output stride: {8: (B,40,..), 16: (B,112,..), 32: (B,320,..)}."""
+        """Feature maps keyed by output stride: {4: (B,24,..), 8: (B,40,..), 16: (B,112,..), 32: (B,320,..)}."""
         x = self.stem(x)
         feats: Dict[int, torch.Tensor] = {}
-        wanted = {i: s for s, i in FEATURE_STAGES.items()}
+        wanted = {i: s for s, i in {**SKIP_STAGES, **FEATURE_STAGES}.items()}
         for i, stage in enumerate(self.stages):
             x = stage(x)
             if i in wanted:
@@ -317,12 +319,21 @@ class EfficientNetLiteImageEncoder(nn.Module):
         self.neck = FusionNeck(FEATURE_CHANNELS, embed_dim, out_stride=self.patch_stride)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self._check_input(x)
+        return self.neck(self.backbone.forward_features(x))
+
+    def forward_with_skips(self, x: torch.Tensor) -> Tuple[torch.Tensor, Dict[int, torch.Tensor]]:
+        """The embedding and the backbone's stride-4 and -8 maps (for the grounding refiner)."""
+        self._check_input(x)
+        feats = self.backbone.forward_features(x)
+        return self.neck(feats), {stride: feats[stride] for stride in SKIP_STAGES}
+
+    def _check_input(self, x: torch.Tensor) -> None:
         if x.dim() != 4 or x.shape[1] != 3:
             raise ValueError(f"expected images (B, 3, S, S), got {tuple(x.shape)}")
         if x.shape[-1] % self.patch_stride or x.shape[-2] % self.patch_stride:
             raise ValueError(f"image size {tuple(x.shape[-2:])} must be a multiple of "
                              f"{self.patch_stride}")
-        return self.neck(self.backbone.forward_features(x))
 
     def train(self, mode: bool = True) -> "EfficientNetLiteImageEncoder":
         super().train(mode)

@@ -45,15 +45,17 @@ class Prediction:
 
 class FluoroSAMPredictor:
     def __init__(self, model: FluoroSAM, absent_threshold: float = 0.5, text_only_from_grounding: bool = True) -> None:
-        """`text_only_from_grounding`: a text-only prompt's best mask is the (coarse, 16x16,
-        upsampled) text grounding map where the model has one and it is not empty; the decoder's
-        own text-only mask scored lower on held-out views (it tends to return nothing where it
-        is unsure), and it is kept as the next mask. With clicks the decoder always answers."""
+        """`text_only_from_grounding`: a text-only prompt's best mask is the text grounding map
+        where the model has one and it is not empty (at S/4 from the grounding refiner where the
+        model has one, else the coarse 16x16 map, upsampled); the decoder's own text-only mask
+        scored lower on held-out views (it tends to return nothing where it is unsure), and it is
+        kept as the next mask. With clicks the decoder always answers."""
         self.model = model.eval()
         self.absent_threshold = absent_threshold
         self.text_only_from_grounding = text_only_from_grounding
         self.device = next(model.parameters()).device
         self._embedding: torch.Tensor | None = None
+        self._pixel_features: torch.Tensor | None = None  # the grounding refiner's, per image
         self._original_size: tuple[int, int] | None = None
         self._input_size: tuple[int, int] | None = None
 
@@ -74,12 +76,12 @@ class FluoroSAMPredictor:
         if valid is not None and np.asarray(valid).shape != image.shape:
             raise ValueError(f"valid mask shape {np.asarray(valid).shape} != image shape {image.shape}")
         tensor, input_size = self.model.preprocessor(image.astype(np.float32), valid)
-        self._embedding = self.model.embed_image(tensor.to(self.device))
+        self._embedding, self._pixel_features = self.model.embed_image_with_pixels(tensor.to(self.device))
         self._original_size = image.shape
         self._input_size = tuple(input_size)
 
     def reset_image(self) -> None:
-        self._embedding = self._original_size = self._input_size = None
+        self._embedding = self._pixel_features = self._original_size = self._input_size = None
 
     @torch.no_grad()
     def predict(self, text: str | None = None, points: np.ndarray | None = None, labels: np.ndarray | None = None,
@@ -100,7 +102,9 @@ class FluoroSAMPredictor:
         scores = output.iou_predictions[0][order]
         from_grounding = False
         if self.text_only_from_grounding and grounding is not None and point_inputs is None:
-            coarse = (self.model.preprocessor.postprocess_masks(grounding[:, None], self._input_size,
+            refined = self.model.refine_grounding(grounding, self._pixel_features, text_tokens)
+            answer = grounding if refined is None else refined
+            coarse = (self.model.preprocessor.postprocess_masks(answer[:, None], self._input_size,
                                                                 self._original_size)[0, 0] > 0).cpu().numpy()
             if coarse.any():  # the map takes the decoder's best score (there is no score of its own)
                 masks = np.concatenate([coarse[None], masks[:-1]])

@@ -10,7 +10,7 @@ float16 and masks bit-packed: a 1,500-image, 256-px set with 4 copies needs ~1.6
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterable, Iterator
 
 import numpy as np
@@ -21,8 +21,21 @@ log = logging.getLogger(__name__)
 
 def embed_items(model, items: list[dict], device: torch.device) -> tuple[torch.Tensor, list[tuple[int, int]]]:
     """(embeddings (B, C, h, w), input sizes) of dataset items' display images; grad follows the caller."""
+    images, sizes = _preprocessed(model, items)
+    return model.embed_image(images.to(device)), sizes
+
+
+def embed_items_with_skips(model, items: list[dict], device: torch.device
+                           ) -> tuple[torch.Tensor, dict[int, torch.Tensor], list[tuple[int, int]]]:
+    """As `embed_items`, plus the backbone's finer maps that the grounding refiner reads."""
+    images, sizes = _preprocessed(model, items)
+    embeddings, skips = model.image_encoder.forward_with_skips(images.to(device))
+    return embeddings, skips, sizes
+
+
+def _preprocessed(model, items: list[dict]) -> tuple[torch.Tensor, list[tuple[int, int]]]:
     tensors, sizes = zip(*(model.preprocessor(item["image"][0].numpy(), item["exposed"].numpy()) for item in items))
-    return model.embed_image(torch.cat(tensors).to(device)), list(sizes)
+    return torch.cat(tensors), list(sizes)
 
 
 @dataclass
@@ -36,6 +49,8 @@ class CachedImage:
     mask_shape: tuple[int, int, int]
     input_size: tuple[int, int]      # the resized image's size before padding
     embeddings: list[torch.Tensor]   # one (C, h, w) float16 tensor per augmented copy
+    # the same copies' backbone maps for the grounding refiner ({stride: (C, H, W) float16}); may be empty
+    skips: list[dict[int, torch.Tensor]] = field(default_factory=list)
 
     def masks(self) -> np.ndarray:
         width = self.mask_shape[-1]
@@ -44,7 +59,8 @@ class CachedImage:
     def item(self, copy: int) -> dict:
         """A trainer item (as the dataset yields, plus "embedding" and "input_size", minus pixels)."""
         height, width = self.exposed.shape
-        return {"key": self.key, "meta": self.meta, "exposed": torch.from_numpy(self.exposed),
+        skips = {"skips": {stride: map_[None].float() for stride, map_ in self.skips[copy].items()}} if self.skips else {}
+        return {**skips, "key": self.key, "meta": self.meta, "exposed": torch.from_numpy(self.exposed),
                 "masks": torch.from_numpy(self.masks()), "input_size": self.input_size,
                 # zero-stride stand-in: only the image's shape is read downstream
                 "image": torch.zeros(1, 1, 1).expand(1, height, width),
@@ -54,8 +70,9 @@ class CachedImage:
 class EmbeddingCache:
     """The training set's image embeddings, `copies` augmented encodings per image."""
 
-    def __init__(self, images: Iterable[CachedImage] = ()) -> None:
+    def __init__(self, images: Iterable[CachedImage] = (), with_skips: bool = False) -> None:
         self.images = list(images)
+        self.with_skips = with_skips  # also keep the backbone maps the grounding refiner reads
 
     def __len__(self) -> int:
         return len(self.images)
@@ -83,9 +100,15 @@ class EmbeddingCache:
         return count
 
     def _encode(self, model, batch: list[dict], device, by_key: dict[str, CachedImage]) -> int:
-        embeddings, sizes = embed_items(model, batch, device)
+        if self.with_skips:
+            embeddings, skips, sizes = embed_items_with_skips(model, batch, device)
+            per_image = [{stride: maps[index].to("cpu", torch.float16).clone() for stride, maps in skips.items()}
+                         for index in range(len(batch))]
+        else:
+            embeddings, sizes = embed_items(model, batch, device)
+            per_image = [None] * len(batch)
         embeddings = embeddings.to("cpu", torch.float16)
-        for item, size, embedding in zip(batch, sizes, embeddings):
+        for item, size, embedding, image_skips in zip(batch, sizes, embeddings, per_image):
             key = item["key"]
             if key not in by_key:
                 masks = item["masks"].numpy()
@@ -94,13 +117,16 @@ class EmbeddingCache:
                                           tuple(int(v) for v in size), [])
                 self.images.append(by_key[key])
             by_key[key].embeddings.append(embedding.clone())
+            if image_skips is not None:
+                by_key[key].skips.append(image_skips)
         return len(batch)
 
     @classmethod
     def build(cls, model, passes: Iterable[Iterable[dict]], device: torch.device, batch_size: int = 8,
-              progress: bool = True) -> "EmbeddingCache":
-        """Encode every pass (each an iterable of dataset items, e.g. one augmented epoch)."""
-        cache = cls()
+              progress: bool = True, with_skips: bool = False) -> "EmbeddingCache":
+        """Encode every pass (each an iterable of dataset items, e.g. one augmented epoch);
+        `with_skips` keeps the grounding refiner's backbone maps too (~2.3x the memory)."""
+        cache = cls(with_skips=with_skips)
         was_training = model.training
         model.eval()
         try:

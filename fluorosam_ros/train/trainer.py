@@ -34,7 +34,7 @@ from ..data.shards import Sample
 from ..model.build import build_model, load_checkpoint, save_checkpoint
 from ..model.fluorosam import GROUNDING_PREFIXES, FluoroSAM
 from ..serialization import to_jsonable
-from .embedding_cache import EmbeddingCache, embed_items
+from .embedding_cache import EmbeddingCache, embed_items, embed_items_with_skips
 from .losses import LossConfig, fluorosam_loss, grounding_loss
 from .prompts import PromptSamplerConfig, TrainingPrompt, next_point, sample_prompt
 
@@ -75,6 +75,9 @@ class TrainConfig:
     # Keep the text grounding as it is (e.g. fine-tune the decoder against a grounding trained
     # alone on canonical names); its dense embedding into the decoder still trains
     freeze_grounding: bool = False
+    # Then train the grounding refiner alone (the coarse map frozen) for this many steps: the map
+    # at S/4 from the backbone's finer features, what text-only prompts answer with
+    refiner_pretrain_steps: int = 0
     text_token_scale: float | None = None  # None: the registry's
     text_grounding: bool | None = None     # the dense text grounding; None: the registry's
     reinit_text_path: bool = False       # fresh text MLP and codebook (e.g. after a collapsed codebook)
@@ -149,6 +152,7 @@ class Trainer:
         self.step = 0
         self.epoch = 0
         self.grounding_pretrained = False
+        self.refiner_pretrained = False
         self._stop_requested = threading.Event()
         self.status_callback = status_callback
         self.out_dir = Path(config.out_dir)
@@ -192,8 +196,8 @@ class Trainer:
     def _cached_samples(self) -> Iterator[dict]:
         if self.embedding_cache is None:
             passes = (self._dataset(copy) for copy in range(self.config.embedding_cache_copies))
-            self.embedding_cache = EmbeddingCache.build(self.module, passes, self.device,
-                                                        progress=self.rank == 0)
+            self.embedding_cache = EmbeddingCache.build(self.module, passes, self.device, progress=self.rank == 0,
+                                                        with_skips=bool(self.config.refiner_pretrain_steps))
         for count, item in enumerate(self.embedding_cache.stream(self.rng)):
             self.epoch = count // len(self.embedding_cache)
             yield item
@@ -296,6 +300,11 @@ class Trainer:
             metrics["grounding_loss"] = float(np.mean(losses[-20:]))
             self.grounding_pretrained = True
             self.save(self.out_dir / "checkpoint_last.pt")  # kept even with --steps 0; not repeated on resume
+        if self.step == 0 and self.config.refiner_pretrain_steps and not self.refiner_pretrained:
+            losses = self.pretrain_refiner(samples, self.config.refiner_pretrain_steps, progress)
+            metrics["refiner_loss"] = float(np.mean(losses[-20:]))
+            self.refiner_pretrained = True
+            self.save(self.out_dir / "checkpoint_last.pt")
         bar = tqdm(total=self.config.max_steps, initial=self.step, disable=not progress or self.rank != 0,
                    desc="training", unit="step")
         started, first_step = time.perf_counter(), self.step
@@ -320,32 +329,45 @@ class Trainer:
     def pretrain_grounding(self, samples: Iterator[dict], steps: int, progress: bool = True) -> list[float]:
         """Train the text grounding head alone on `steps` batches (twice the usual prompts per
         image); the rest of the model is untouched. Returns the loss of every step."""
+        return self._train_part("text_grounding", samples, steps, self._grounding_only_loss, "text grounding", progress)
+
+    def pretrain_refiner(self, samples: Iterator[dict], steps: int, progress: bool = True) -> list[float]:
+        """Train the grounding refiner alone (the coarse grounding it refines stays as it is) on
+        `steps` batches of twice the usual prompts per image. Returns the loss of every step."""
+        return self._train_part("grounding_refiner", samples, steps, self._refiner_only_loss, "grounding refiner",
+                                progress)
+
+    def _train_part(self, attribute: str, samples: Iterator[dict], steps: int,
+                    loss_of: Callable[[dict, torch.Tensor], torch.Tensor], description: str,
+                    progress: bool) -> list[float]:
+        """AdamW on the model's part `attribute` alone (at the grounding's faster rate) against
+        `loss_of(item, image_pe)`."""
         from tqdm import tqdm
 
-        grounding = self.module.text_grounding
-        if grounding is None:
-            raise ValueError(f"{self.config.model} has no text grounding to pre-train")
-        if not self.config.freeze_image_encoder:
-            raise ValueError("pre-training the text grounding needs freeze_image_encoder: it learns the "
-                             "encoder's features as they are")
-        optimizer = torch.optim.AdamW(grounding.parameters(), lr=self.config.lr * self.config.grounding_lr_scale,
-                                      weight_decay=self.config.weight_decay)
+        part = getattr(self.module, attribute)
+        if part is None:
+            raise ValueError(f"{self.config.model} has no {description} to train")
         image_pe = self.module.prompt_encoder.get_dense_pe().detach()
-        grounding.train()
+        if not self.config.freeze_image_encoder:
+            raise ValueError(f"training the {description} alone needs freeze_image_encoder: it learns the "
+                             "encoder's features as they are")
+        optimizer = torch.optim.AdamW(part.parameters(), lr=self.config.lr * self.config.grounding_lr_scale,
+                                      weight_decay=self.config.weight_decay)
+        part.train()
         losses = []
-        for _ in tqdm(range(steps), desc="text grounding", unit="step", disable=not progress or self.rank != 0):
+        for _ in tqdm(range(steps), desc=description, unit="step", disable=not progress or self.rank != 0):
             total = torch.zeros((), device=self.device)
             for item in self._batch(samples):
-                total = total + self._grounding_only_loss(item, image_pe)
+                total = total + loss_of(item, image_pe)
             loss = total / self.config.images_per_step
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             losses.append(float(loss.detach()))
-        if self.world_size > 1:  # each rank trained on its own shard: rank 0's head is the truth
-            for parameter in grounding.parameters():
+        if self.world_size > 1:  # each rank trained on its own shard: rank 0's part is the truth
+            for parameter in part.parameters():
                 dist.broadcast(parameter.data, src=0)
-        log.info("text grounding pre-trained for %d steps: loss %.3f -> %.3f", steps,
+        log.info("%s trained alone for %d steps: loss %.3f -> %.3f", description, steps,
                  float(np.mean(losses[:20])), float(np.mean(losses[-20:])))
         return losses
 
@@ -366,15 +388,38 @@ class Trainer:
     def _grounding_only_loss(self, item: dict, image_pe: torch.Tensor) -> torch.Tensor:
         module = self.module
         embedding, (size,) = self.embeddings_of([item])
+        prompts, sentences = self._text_prompts(item)
+        if not prompts:
+            return torch.zeros((), device=self.device)
+        return grounding_loss(module.text_grounding(embedding.detach(), image_pe, sentences),
+                              self._low_res_targets(prompts, size))
+
+    def _refiner_only_loss(self, item: dict, image_pe: torch.Tensor) -> torch.Tensor:
+        module = self.module
+        prompts, sentences = self._text_prompts(item)
+        if not prompts:
+            return torch.zeros((), device=self.device)
+        if "skips" in item:  # from the embedding cache
+            embedding = item["embedding"].to(self.device)
+            skips = {stride: map_.to(self.device) for stride, map_ in item["skips"].items()}
+            size = item["input_size"]
+        else:
+            with torch.no_grad():
+                embedding, skips, (size,) = embed_items_with_skips(module, [item], self.device)
+        with torch.no_grad():
+            coarse = module.text_grounding(embedding, image_pe, sentences)
+        pixels = module.grounding_refiner.pixel_features(embedding, skips)
+        return grounding_loss(module.grounding_refiner(coarse, pixels, sentences), self._low_res_targets(prompts, size))
+
+    def _text_prompts(self, item: dict) -> tuple[list[TrainingPrompt], torch.Tensor | None]:
+        """Twice the usual prompts for one image, text ones only, and their sentence embeddings."""
         sample = _as_sample(item)
         prompts = [sample_prompt(sample, self.rng, self.config.prompts) for _ in range(2 * self.config.prompts_per_image)]
         prompts = [p for p in prompts if p.text is not None]
         if not prompts:
-            return torch.zeros((), device=self.device)
+            return [], None
         with torch.no_grad():
-            sentences = module.text_encoder.embed_texts([p.text for p in prompts]).to(self.device)
-        return grounding_loss(module.text_grounding(embedding.detach(), image_pe, sentences),
-                              self._low_res_targets(prompts, size))
+            return prompts, self.module.text_encoder.embed_texts([p.text for p in prompts]).to(self.device)
 
     def request_stop(self) -> None:
         """Finish the current step, save a checkpoint and return from fit() (thread-safe)."""
@@ -385,6 +430,7 @@ class Trainer:
             return
         save_checkpoint(self.module, path, self.config.model, {
             "step": self.step, "grounding_pretrained": self.grounding_pretrained,
+            "refiner_pretrained": self.refiner_pretrained,
             "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
             "train_config": to_jsonable(asdict(self.config)),
             "rng": {"python": random.getstate(), "numpy": self.rng.bit_generator.state,
@@ -397,6 +443,7 @@ class Trainer:
         self.scheduler.load_state_dict(payload["scheduler"])
         self.step = int(payload["step"])
         self.grounding_pretrained = bool(payload.get("grounding_pretrained", False))
+        self.refiner_pretrained = bool(payload.get("refiner_pretrained", False))
         rng = payload.get("rng", {})
         if "numpy" in rng:
             self.rng.bit_generator.state = rng["numpy"]
@@ -498,6 +545,9 @@ def main(argv: list[str] | None = None) -> int:
                              "(with --freeze-image-encoder)")
     parser.add_argument("--freeze-grounding", action="store_true",
                         help="keep the text grounding as it is (its dense embedding into the decoder still trains)")
+    parser.add_argument("--pretrain-refiner", type=int, default=defaults.refiner_pretrain_steps, metavar="STEPS",
+                        help="then train the grounding refiner alone for STEPS steps (with --freeze-image-encoder; "
+                             "the text-only answer at S/4)")
     parser.add_argument("--reseed-until", type=float, default=defaults.reseed_until, metavar="FRACTION",
                         help="re-seed dead VQ codes during this fraction of the steps only")
     parser.add_argument("--no-resume", action="store_true")
@@ -510,7 +560,8 @@ def main(argv: list[str] | None = None) -> int:
                      reinit_text_path=args.reinit_text_path, text_token_scale=args.text_token_scale,
                      embedding_cache_copies=args.embedding_cache, reseed_until=args.reseed_until,
                      grounding_pretrain_steps=args.pretrain_grounding, text_grounding=args.text_grounding,
-                     augment=args.augment, freeze_grounding=args.freeze_grounding)
+                     augment=args.augment, freeze_grounding=args.freeze_grounding,
+                     refiner_pretrain_steps=args.pretrain_refiner)
     prompt_changes = {name: value for name, value in (
         ("negative_prompt_probability", args.negative_probability),
         ("canonical_text_probability", args.canonical_text_probability)) if value is not None}

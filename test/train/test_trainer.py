@@ -124,14 +124,41 @@ def test_pretraining_the_text_grounding_lowers_its_loss_and_touches_nothing_else
                         grounding_pretrain_steps=3)
     metrics = Trainer(config, model=tiny_model()).fit(progress=False)
     assert metrics["step"] == 0 and np.isfinite(metrics["grounding_loss"])
-    resumed = Trainer(replace(config, max_steps=1), model=tiny_model())
-    assert resumed.grounding_pretrained
-    calls = []
-    resumed.pretrain_grounding = lambda *a, **k: calls.append(1)
-    resumed.fit(progress=False)
-    assert not calls and resumed.step == 1
+    _assert_not_repeated_on_resume(config, "grounding")
     with pytest.raises(ValueError, match="freeze_image_encoder"):
         Trainer(config_for(data_dir, tmp_path / "b", max_steps=2), model=tiny_model()).pretrain_grounding(iter([]), 1)
+
+
+def _assert_not_repeated_on_resume(config: TrainConfig, part: str) -> None:
+    """A run resumed after `part` ("grounding" or "refiner") was trained alone goes on with the decoder."""
+    resumed = Trainer(replace(config, max_steps=1), model=tiny_model())
+    assert getattr(resumed, f"{part}_pretrained")
+    calls = []
+    setattr(resumed, f"pretrain_{part}", lambda *a, **k: calls.append(1))
+    resumed.fit(progress=False)
+    assert not calls and resumed.step == 1
+
+
+def test_training_the_grounding_refiner_lowers_its_loss_and_touches_nothing_else(data_dir, tmp_path, record_figure):
+    config = config_for(data_dir, tmp_path, max_steps=0, lr=1e-3, freeze_image_encoder=True,
+                        embedding_cache_copies=1, refiner_pretrain_steps=40)
+    trainer = Trainer(config, model=tiny_model())
+    others = {name: p.detach().clone() for name, p in trainer.module.named_parameters()
+              if not name.startswith("grounding_refiner.")}
+    metrics = trainer.fit(progress=False)
+    # the cache kept the backbone maps the refiner reads, at the stride-8 and -4 grids of 64 px
+    assert {k: tuple(v.shape[-2:]) for k, v in trainer.embedding_cache.images[0].skips[0].items()} == {8: (8, 8), 4: (16, 16)}
+    losses = trainer.pretrain_refiner(trainer._samples(), 40, progress=False)
+    first, last = np.mean(losses[:5]), np.mean(losses[-5:])
+    record_figure(f"grounding refiner training (64^2, 40 + 40 steps): loss {first:.3f} -> {last:.3f}")
+    assert np.isfinite(metrics["refiner_loss"]) and metrics["step"] == 0
+    assert last < metrics["refiner_loss"] * 1.2 and last < first
+    assert all(torch.equal(p, others[name]) for name, p in trainer.module.named_parameters() if name in others)
+    _assert_not_repeated_on_resume(config, "refiner")
+    # without the cache the refiner's maps are encoded per step
+    uncached = Trainer(config_for(data_dir, tmp_path / "uncached", max_steps=0, freeze_image_encoder=True),
+                       model=tiny_model())
+    assert np.isfinite(uncached.pretrain_refiner(uncached._samples(), 2, progress=False)).all()
 
 
 def test_a_frozen_grounding_stays_as_it_is_while_its_dense_embedding_trains(data_dir, tmp_path):
