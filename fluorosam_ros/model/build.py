@@ -19,7 +19,7 @@ from typing import Callable
 
 import torch
 
-from .fluorosam import CONTEXT_PREFIXES, GROUNDING_PREFIXES, REFINER_PREFIXES, FluoroSAM
+from .fluorosam import CONTEXT_PREFIXES, GROUNDING_PREFIXES, MASK_INPUT_PREFIXES, REFINER_PREFIXES, FluoroSAM
 from .grounding_refiner import GroundingRefiner
 from .image_encoder import EfficientNetLiteImageEncoder, SwinImageEncoder
 from .mask_decoder import MaskDecoderConfig
@@ -53,13 +53,14 @@ class FluoroSAMConfig:
     text_grounding: bool = False     # dense text prompt (text_grounding.py); the paper has the token only
     grounding_context: bool = False  # the grounding's 3x3 context branch (with text_grounding)
     grounding_refiner: bool = False  # the grounding map at S/4 from the backbone's finer maps (grounding_refiner.py)
+    mask_input: bool = False         # SAM's mask prompt: a previous answer (or the refined map) into the decoder
 
 
 CONFIGS = {
     # CPU-friendly: ImageNet EfficientNet-Lite0 at 256^2, MiniLM text tower.
     # The dense text grounding makes text prompts learnable from a CPU's budget of data and steps.
     "fluorosam_cpu_small": FluoroSAMConfig("fluorosam_cpu_small", "efficientnet_lite0", 256, text_grounding=True,
-                                           grounding_context=True, grounding_refiner=True),
+                                           grounding_context=True, grounding_refiner=True, mask_input=True),
     # The paper's configuration: Swin-L at 448^2, CLIP ViT-B/32 text tower (512-d),
     # MLP 512 -> 512 -> 256, VQ over 8192 codes. Weights come from the user.
     "fluorosam_swin_l": FluoroSAMConfig("fluorosam_swin_l", "swin_l", 448, sentence_encoder="open_clip",
@@ -79,7 +80,7 @@ def _build(config: FluoroSAMConfig, sentence_encoder: SentenceEncoder | None, pr
                              hidden_dim=config.text_hidden_dim, num_codes=config.num_codes,
                              token_scale=config.text_token_scale)
     prompt = PromptEncoder(config.embed_dim, (grid, grid), (config.image_size, config.image_size),
-                           dense_text=config.text_grounding)
+                           dense_text=config.text_grounding, mask_input=config.mask_input)
     decoder = MaskDecoderConfig(transformer_dim=config.embed_dim, mlp_dim=config.decoder_mlp_dim).build()
     grounding = (TextGrounding(config.embed_dim, config.text_input_dim, context=config.grounding_context)
                  if config.text_grounding else None)
@@ -107,6 +108,7 @@ def build_model(name: str, checkpoint: str | Path | None = None, sentence_encode
         overrides.setdefault("text_grounding", any(key.startswith(GROUNDING_PREFIXES) for key in keys))
         overrides.setdefault("grounding_context", any(key.startswith(CONTEXT_PREFIXES) for key in keys))
         overrides.setdefault("grounding_refiner", any(key.startswith(REFINER_PREFIXES) for key in keys))
+        overrides.setdefault("mask_input", any(key.startswith(MASK_INPUT_PREFIXES) for key in keys))
     config = replace(CONFIGS[name], **overrides)
     if config.image_encoder == "swin_l" and checkpoint is None:
         raise CheckpointError("fluorosam_swin_l has no bundled weights: pass checkpoint=<your weights file>")
@@ -205,7 +207,9 @@ def _without_fresh_parts(model: FluoroSAM, missing: list[str], path: Path) -> li
              (CONTEXT_PREFIXES, lambda: model.text_grounding.context[-1], logging.INFO,
               "the grounding's context branch: it starts adding nothing"),
              (REFINER_PREFIXES, lambda: model.grounding_refiner.head[-1], logging.INFO,
-              "the grounding refiner: it starts adding nothing (the coarse map, upsampled)"))
+              "the grounding refiner: it starts adding nothing (the coarse map, upsampled)"),
+             (MASK_INPUT_PREFIXES, lambda: model.prompt_encoder.mask_downscaling[-1], logging.INFO,
+              "mask prompts: they start adding nothing"))
     for prefixes, silenced_layer, level, what in parts:
         keys = {key for key in state if key.startswith(prefixes)}
         if keys and keys <= set(missing):  # a part inside one already handled has left `missing`

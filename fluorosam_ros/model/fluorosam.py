@@ -18,6 +18,8 @@ GROUNDING_PREFIXES = ("text_grounding.", "prompt_encoder.grounding_embed.")
 CONTEXT_PREFIXES = ("text_grounding.context.", "text_grounding.context_film.")
 # The grounding refiner, which a checkpoint from before it lacks (it starts as no correction).
 REFINER_PREFIXES = ("grounding_refiner.",)
+# The mask prompt's downscaling, which a checkpoint from before it lacks (it starts adding nothing).
+MASK_INPUT_PREFIXES = ("prompt_encoder.mask_downscaling.",)
 
 
 class FluoroSAM(nn.Module):
@@ -39,6 +41,10 @@ class FluoroSAM(nn.Module):
         self.prompt_encoder = prompt_encoder
         self.mask_decoder = mask_decoder
         self.preprocessor = preprocessor
+
+    @property
+    def takes_mask_prompts(self) -> bool:
+        return self.prompt_encoder.mask_downscaling is not None
 
     @property
     def image_size(self) -> int:
@@ -77,9 +83,10 @@ class FluoroSAM(nn.Module):
 
     def decode(self, image_embeddings: torch.Tensor, points: tuple[torch.Tensor, torch.Tensor] | None = None,
                text_tokens: torch.Tensor | None = None, multimask_output: bool = True,
-               grounding_logits: torch.Tensor | None = None) -> DecoderOutput:
+               grounding_logits: torch.Tensor | None = None, mask_logits: torch.Tensor | None = None) -> DecoderOutput:
         """Masks for B prompts; `image_embeddings` may be one cached (1, D, h, w) embedding;
-        `grounding_logits` from `ground_text` for the same text prompts."""
-        sparse, dense = self.prompt_encoder(points, text_tokens, grounding_logits)
+        `grounding_logits` from `ground_text` for the same text prompts; `mask_logits` (B, S/4,
+        S/4) a mask prompt (a previous answer, or `refine_grounding`'s map)."""
+        sparse, dense = self.prompt_encoder(points, text_tokens, grounding_logits, mask_logits)
         return self.mask_decoder(image_embeddings, self.prompt_encoder.get_dense_pe(), sparse, dense,
                                  multimask_output)

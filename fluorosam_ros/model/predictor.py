@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from torch.nn import functional as F
 
 from .fluorosam import FluoroSAM
 from .text_encoder import TextTokens
@@ -85,8 +86,12 @@ class FluoroSAMPredictor:
 
     @torch.no_grad()
     def predict(self, text: str | None = None, points: np.ndarray | None = None, labels: np.ndarray | None = None,
-                multimask_output: bool = True) -> Prediction:
-        """Masks for a text prompt and/or points (x = column, y = row, original pixels; labels 1/0)."""
+                multimask_output: bool = True, mask_input: np.ndarray | None = None) -> Prediction:
+        """Masks for a text prompt and/or points (x = column, y = row, original pixels; labels 1/0).
+
+        `mask_input`: an earlier answer's (S/4, S/4) logits (`Prediction.low_res_logits[0]`) to
+        refine with new clicks, as in SAM, for a model that takes mask prompts; without it, a
+        text prompt's refined grounding map is the mask prompt."""
         if self._embedding is None:
             raise RuntimeError("call set_image() before predict()")
         text_tokens = self._text_tokens(text)
@@ -94,28 +99,49 @@ class FluoroSAMPredictor:
         if text_tokens is None and point_inputs is None:
             raise PromptError("give a text prompt, points, or both")
         grounding = None if text_tokens is None else self.model.ground_text(self._embedding, text_tokens)
+        refined = None if grounding is None else self.model.refine_grounding(grounding, self._pixel_features,
+                                                                             text_tokens)
         output = self.model.decode(self._embedding, point_inputs, None if text_tokens is None else text_tokens.tokens,
-                                   multimask_output, grounding_logits=grounding)
+                                   multimask_output, grounding_logits=grounding,
+                                   mask_logits=self._mask_prompt(mask_input, refined))
         logits = self.model.preprocessor.postprocess_masks(output.masks, self._input_size, self._original_size)[0]
         order = torch.argsort(output.iou_predictions[0], descending=True)
         masks = (logits[order] > 0).cpu().numpy()
         scores = output.iou_predictions[0][order]
+        low_res = output.masks[0][order]
         from_grounding = False
         if self.text_only_from_grounding and grounding is not None and point_inputs is None:
-            refined = self.model.refine_grounding(grounding, self._pixel_features, text_tokens)
             answer = grounding if refined is None else refined
             coarse = (self.model.preprocessor.postprocess_masks(answer[:, None], self._input_size,
                                                                 self._original_size)[0, 0] > 0).cpu().numpy()
             if coarse.any():  # the map takes the decoder's best score (there is no score of its own)
                 masks = np.concatenate([coarse[None], masks[:-1]])
                 scores = torch.cat([scores[:1], scores[:-1]])
+                answer = F.interpolate(answer[:, None], size=low_res.shape[-2:], mode="bilinear", align_corners=False)
+                low_res = torch.cat([answer[0], low_res[:-1]])
                 from_grounding = True
         return Prediction(masks=masks,
                           iou_scores=scores.cpu().numpy(),
                           absent_score=float(torch.sigmoid(output.absent_logits[0])),
-                          low_res_logits=output.masks[0][order].cpu().numpy(),
+                          low_res_logits=low_res.cpu().numpy(),
                           absent_threshold=self.absent_threshold, text_prompted=text_tokens is not None,
                           from_grounding=from_grounding)
+
+    def _mask_prompt(self, mask_input: np.ndarray | None, refined: torch.Tensor | None) -> torch.Tensor | None:
+        """The decoder's mask prompt: the caller's, else the refined text map (models that take one)."""
+        if mask_input is None:
+            return refined if self.model.takes_mask_prompts else None
+        if not self.model.takes_mask_prompts:
+            raise PromptError("this model takes no mask prompt (mask_input)")
+        low = self.model.image_size // 4
+        try:
+            array = np.asarray(mask_input, dtype=np.float32).reshape(1, low, low)
+        except (TypeError, ValueError) as error:
+            raise PromptError(f"mask_input must be ({low}, {low}) low-resolution logits, "
+                              f"got shape {np.shape(mask_input)}") from error
+        if not np.all(np.isfinite(array)):
+            raise PromptError("mask_input contains NaN or inf")
+        return torch.as_tensor(array, device=self.device)
 
     def _text_tokens(self, text: str | None) -> TextTokens | None:
         if text is None:

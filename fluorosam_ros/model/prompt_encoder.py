@@ -16,6 +16,8 @@ import math
 import torch
 from torch import nn
 
+from .common import LayerNorm2d
+
 PADDING_LABEL = -1
 NEGATIVE_LABEL = 0
 POSITIVE_LABEL = 1
@@ -66,7 +68,8 @@ class PromptEncoder(nn.Module):
     """Embeds point prompts and passes text tokens through; returns (sparse, dense) embeddings."""
 
     def __init__(self, embed_dim: int = 256, image_embedding_size: tuple[int, int] = (16, 16),
-                 input_image_size: tuple[int, int] = (256, 256), dense_text: bool = False) -> None:
+                 input_image_size: tuple[int, int] = (256, 256), dense_text: bool = False,
+                 mask_input: bool = False) -> None:
         super().__init__()
         if embed_dim % 2:
             raise ValueError(f"embed_dim must be even for sin/cos features, got {embed_dim}")
@@ -84,17 +87,29 @@ class PromptEncoder(nn.Module):
             self.grounding_embed = nn.Conv2d(1, embed_dim, 1)
             nn.init.zeros_(self.grounding_embed.weight)
             nn.init.zeros_(self.grounding_embed.bias)
+        # A mask prompt at the decoder's output grid (4x the embedding's), as in SAM: the previous
+        # answer when clicks refine it, or the refined text grounding map. Its last layer starts
+        # at zero, so weights from before it answer as they did.
+        self.mask_downscaling: nn.Sequential | None = None
+        if mask_input:
+            self.mask_downscaling = nn.Sequential(
+                nn.Conv2d(1, 4, 2, stride=2), LayerNorm2d(4), nn.GELU(),
+                nn.Conv2d(4, 16, 2, stride=2), LayerNorm2d(16), nn.GELU(), nn.Conv2d(16, embed_dim, 1))
+            nn.init.zeros_(self.mask_downscaling[-1].weight)
+            nn.init.zeros_(self.mask_downscaling[-1].bias)
 
     def get_dense_pe(self) -> torch.Tensor:
         """Positional encoding of the image embedding grid, (1, D, h, w)."""
         return self.pe_layer(self.image_embedding_size).unsqueeze(0)
 
     def forward(self, points: Points | None = None, text_tokens: torch.Tensor | None = None,
-                grounding_logits: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                grounding_logits: torch.Tensor | None = None,
+                mask_logits: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """-> sparse (B, N(+1 pad) + T, D) and dense (B, D, h, w) embeddings.
 
-        `grounding_logits` (B, h, w), from `TextGrounding`, needs `dense_text`; without it the
-        dense map is the "no mask" embedding."""
+        `grounding_logits` (B, h, w), from `TextGrounding`, needs `dense_text`; `mask_logits`
+        (B, 4h, 4w), a mask prompt, needs `mask_input`; without them the dense map is the
+        "no mask" embedding."""
         batch = self._check_inputs(points, text_tokens)
         parts = []
         if points is not None:
@@ -107,7 +122,18 @@ class PromptEncoder(nn.Module):
         dense = self.no_mask_embed.weight.reshape(1, -1, 1, 1).expand(batch, -1, h, w)
         if grounding_logits is not None:
             dense = dense + self._embed_grounding(grounding_logits, batch)
+        if mask_logits is not None:
+            dense = dense + self._embed_mask(mask_logits, batch)
         return sparse, dense
+
+    def _embed_mask(self, logits: torch.Tensor, batch: int) -> torch.Tensor:
+        if self.mask_downscaling is None:
+            raise ValueError("this PromptEncoder was built without mask_input: it takes no mask prompt")
+        h, w = self.image_embedding_size
+        if tuple(logits.shape) != (batch, 4 * h, 4 * w):
+            raise ValueError(f"mask logits must be ({batch}, {4 * h}, {4 * w}), got {tuple(logits.shape)}")
+        # probabilities, as for the grounding: a decoder's logits and a map's differ in scale
+        return self.mask_downscaling(torch.sigmoid(logits.to(self.no_mask_embed.weight.dtype))[:, None])
 
     def _embed_grounding(self, logits: torch.Tensor, batch: int) -> torch.Tensor:
         if self.grounding_embed is None:

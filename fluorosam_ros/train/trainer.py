@@ -78,6 +78,10 @@ class TrainConfig:
     # Then train the grounding refiner alone (the coarse map frozen) for this many steps: the map
     # at S/4 from the backbone's finer features, what text-only prompts answer with
     refiner_pretrain_steps: int = 0
+    # Mask prompts (models that take them): in a click round, the previous answer with this
+    # probability; else the refined text map, or none with the second probability
+    mask_prompt_previous_probability: float = 0.7
+    mask_prompt_none_probability: float = 0.15
     text_token_scale: float | None = None  # None: the registry's
     text_grounding: bool | None = None     # the dense text grounding; None: the registry's
     reinit_text_path: bool = False       # fresh text MLP and codebook (e.g. after a collapsed codebook)
@@ -196,8 +200,11 @@ class Trainer:
     def _cached_samples(self) -> Iterator[dict]:
         if self.embedding_cache is None:
             passes = (self._dataset(copy) for copy in range(self.config.embedding_cache_copies))
+            # the refiner's maps: to train it, or for the decoder's mask prompt from its map
+            with_skips = self.module.grounding_refiner is not None and (
+                bool(self.config.refiner_pretrain_steps) or self.module.takes_mask_prompts)
             self.embedding_cache = EmbeddingCache.build(self.module, passes, self.device, progress=self.rank == 0,
-                                                        with_skips=bool(self.config.refiner_pretrain_steps))
+                                                        with_skips=with_skips)
         for count, item in enumerate(self.embedding_cache.stream(self.rng)):
             self.epoch = count // len(self.embedding_cache)
             yield item
@@ -250,23 +257,30 @@ class Trainer:
         return {"vq_perplexity": stats["perplexity"], "vq_active_fraction": stats["active_fraction"],
                 "vq_reseeded": float(reseeded)}
 
-    def _prompt_losses(self, embedding: torch.Tensor, prompts: list[TrainingPrompt], input_size, sample: Sample):
+    def _prompt_losses(self, embedding: torch.Tensor, prompts: list[TrainingPrompt], input_size, sample: Sample,
+                       pixels: torch.Tensor | None = None):
         module = self.module
         preprocessor = module.preprocessor
         texts = [p.text for p in prompts]
         self._step_texts.extend(texts)
         tokens = module.encode_text(texts=texts)
         grounding = module.ground_text(embedding, tokens)  # the same for every click round
+        refined = None
+        if pixels is not None and grounding is not None:  # the refiner is trained alone (pretrain_refiner)
+            with torch.no_grad():
+                refined = module.refine_grounding(grounding.detach(), pixels, tokens)
         targets = self._low_res_targets(prompts, input_size)
         absent = torch.tensor([p.absent for p in prompts], device=self.device)
         rounds = int(self.rng.integers(0, self.config.max_points + 1))
         points = [np.zeros((0, 2)) for _ in prompts]
         labels = [np.zeros(0, dtype=int) for _ in prompts]
         loss_terms = []
+        output = None
         for round_index in range(rounds + 1):
             point_input = _pad_points(points, labels, preprocessor, sample.image.shape, self.device) if round_index else None
+            mask_prompt = self._mask_prompt(refined, output.masks if round_index else None, loss_terms)
             output = module.decode(embedding, point_input, tokens.tokens, multimask_output=True,
-                                   grounding_logits=grounding)
+                                   grounding_logits=grounding, mask_logits=mask_prompt)
             weight = torch.ones(len(prompts), device=self.device)
             loss_terms.append(fluorosam_loss(output, targets, absent, tokens.vq_loss, weight, self.config.loss))
             if round_index == rounds:
@@ -288,6 +302,34 @@ class Trainer:
             text_only.grounding = grounding_loss(grounding, targets)
             text_only.total = text_only.total + self.config.loss.grounding_weight * text_only.grounding
         return text_only
+
+    def _mask_prompt(self, refined: torch.Tensor | None, previous: torch.Tensor | None,
+                     loss_terms: list) -> torch.Tensor | None:
+        """The decoder's mask prompt in one click round, for a model that takes them: mostly the
+        previous round's best answer (or, in the text-only round, the refined text map), as the
+        predictor and SAM's interactive use feed it; sometimes none or the map instead, so that
+        callers without a mask prompt are served too."""
+        if not self.module.takes_mask_prompts:
+            return None
+        draw = self.rng.random()
+        if previous is not None and draw < self.config.mask_prompt_previous_probability:
+            best = loss_terms[-1].best_index
+            return previous.detach()[torch.arange(previous.shape[0], device=previous.device), best]
+        return refined if draw < 1.0 - self.config.mask_prompt_none_probability else None
+
+    def refiner_pixels_of(self, items: list[dict], embeddings: torch.Tensor) -> torch.Tensor | None:
+        """(B, C, S/4, S/4) pixel features of the grounding refiner, without gradient (it is trained
+        alone), for models whose decoder takes the refined map as a mask prompt; None otherwise."""
+        module = self.module
+        if module.grounding_refiner is None or not module.takes_mask_prompts:
+            return None
+        with torch.no_grad():
+            if all("skips" in item for item in items):
+                skips = {stride: torch.cat([item["skips"][stride] for item in items]).to(self.device)
+                         for stride in items[0]["skips"]}
+            else:
+                _, skips, _ = embed_items_with_skips(module, items, self.device)
+            return module.grounding_refiner.pixel_features(embeddings.detach(), skips)
 
     # ---- run, checkpoints ----------------------------------------------------------------
     def fit(self, progress: bool = True) -> dict[str, float]:
@@ -468,12 +510,14 @@ class _StepLoss(torch.nn.Module):
     def forward(self, items: list[dict]):
         trainer = self._trainer[0]
         embeddings, sizes = trainer.embeddings_of(items)
+        pixels = trainer.refiner_pixels_of(items, embeddings)
         losses = []
         for index, item in enumerate(items):
             sample = _as_sample(item)
             prompts = [sample_prompt(sample, trainer.rng, trainer.config.prompts)
                        for _ in range(trainer.config.prompts_per_image)]
-            losses.append(trainer._prompt_losses(embeddings[index:index + 1], prompts, sizes[index], sample))
+            losses.append(trainer._prompt_losses(embeddings[index:index + 1], prompts, sizes[index], sample,
+                                                 None if pixels is None else pixels[index:index + 1]))
         return torch.stack([loss.total for loss in losses]).mean(), losses
 
 

@@ -121,3 +121,48 @@ def test_the_predictor_caches_the_pixel_features_and_answers_text_with_the_refin
     assert columns.max() == pytest.approx(30 / 64 * 96, abs=2)
     predictor.reset_image()
     assert predictor._pixel_features is None
+
+
+def test_a_mask_prompt_must_fit_the_decoder_grid_and_starts_adding_nothing(model):
+    embedding = torch.randn(1, 256, 16, 16)
+    tokens = model.encode_text(texts=["left lung", "heart"])
+    with torch.no_grad():
+        plain = model.decode(embedding, None, tokens.tokens)
+        prompted = model.decode(embedding, None, tokens.tokens, mask_logits=torch.randn(2, 64, 64))
+    assert torch.equal(plain.masks, prompted.masks)      # the downscaling's last layer starts at zero
+    with pytest.raises(ValueError, match="mask logits must be"):
+        model.decode(embedding, None, tokens.tokens, mask_logits=torch.randn(2, 16, 16))
+    from fluorosam_ros.model.prompt_encoder import PromptEncoder
+
+    with pytest.raises(ValueError, match="without mask_input"):
+        PromptEncoder(32, (4, 4), (64, 64))(None, torch.randn(1, 1, 32), mask_logits=torch.zeros(1, 16, 16))
+
+
+def test_the_predictor_feeds_an_earlier_answer_back_and_checks_it(model, monkeypatch):
+    predictor = FluoroSAMPredictor(model)
+    predictor.set_image(np.random.default_rng(1).random((80, 80)).astype(np.float32))
+    seen = []
+    original = model.decode
+    monkeypatch.setattr(model, "decode", lambda *a, **k: seen.append(k.get("mask_logits")) or original(*a, **k))
+    first = predictor.predict(text="heart")
+    assert first.low_res_logits.shape == (3, 64, 64)
+    # a text prompt's own mask prompt is its refined map; the map is also the first low-res answer
+    assert seen[-1] is not None and first.from_grounding
+    assert np.allclose(first.low_res_logits[0], seen[-1][0].numpy(), atol=1e-5)
+    predictor.predict(text="heart", points=np.array([[40.0, 40.0]]), labels=np.array([1]),
+                      mask_input=first.low_res_logits[0])
+    assert np.allclose(seen[-1][0].numpy(), first.low_res_logits[0])
+    predictor.predict(points=np.array([[40.0, 40.0]]), labels=np.array([1]))
+    assert seen[-1] is None                               # no text, no map: no mask prompt
+    from fluorosam_ros.model.predictor import PromptError
+
+    with pytest.raises(PromptError, match="low-resolution logits"):
+        predictor.predict(text="heart", mask_input=np.zeros((32, 32)))
+    with pytest.raises(PromptError, match="NaN"):
+        predictor.predict(text="heart", mask_input=np.full((64, 64), np.nan))
+    old = build_model("fluorosam_cpu_small", sentence_encoder=HashingSentenceEncoder(), pretrained_backbone=False,
+                      overrides={"mask_input": False})
+    old_predictor = FluoroSAMPredictor(old)
+    old_predictor.set_image(np.zeros((40, 40), np.float32))
+    with pytest.raises(PromptError, match="no mask prompt"):
+        old_predictor.predict(text="heart", mask_input=np.zeros((64, 64)))

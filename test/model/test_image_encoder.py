@@ -54,10 +54,14 @@ def test_tf_same_pad_puts_extra_pixel_at_end() -> None:
 
 def test_backbone_feature_strides_and_channels() -> None:
     feats = EfficientNetLite0().eval().forward_features(_image(64))
-    assert sorted(feats) == [8, 16, 32]
+    assert sorted(feats) == [4, 8, 16, 32]              # stride 4 for the grounding refiner
+    channels = {**FEATURE_CHANNELS, 4: 24}
     for stride, f in feats.items():
-        assert f.shape == (1, FEATURE_CHANNELS[stride], 64 // stride, 64 // stride)
+        assert f.shape == (1, channels[stride], 64 // stride, 64 // stride)
     assert FEATURE_CHANNELS == {8: 40, 16: 112, 32: 320}
+    embedding, skips = EfficientNetLiteImageEncoder(embed_dim=32, pretrained=False).eval().forward_with_skips(_image(64))
+    assert embedding.shape == (1, 32, 4, 4)
+    assert {s: tuple(f.shape) for s, f in skips.items()} == {4: (1, 24, 16, 16), 8: (1, 40, 8, 8)}
 
 
 @pytest.mark.parametrize("size", [256, 448])

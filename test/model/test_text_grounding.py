@@ -166,7 +166,7 @@ def test_a_text_only_answer_comes_from_the_grounding_map(model, monkeypatch):
     option off the decoder's answer stands."""
     from fluorosam_ros.model.mask_decoder import DecoderOutput
 
-    def empty_decode(embedding, points, tokens, multimask_output=True, grounding_logits=None):
+    def empty_decode(embedding, points, tokens, multimask_output=True, grounding_logits=None, mask_logits=None):
         batch = tokens.shape[0] if tokens is not None else points[0].shape[0]
         return DecoderOutput(torch.full((batch, 3, 64, 64), -5.0), torch.zeros(batch, 3), torch.full((batch,), -5.0))
 

@@ -12,7 +12,8 @@ import torch.multiprocessing as mp
 
 from ddp_worker import ddp_step_worker
 
-from ddp_worker import config_for, tiny_model
+from ddp_worker import HashingSentenceEncoder, config_for, tiny_model
+from fluorosam_ros.model.build import build_model
 from fluorosam_ros.train.trainer import TrainConfig, Trainer, learning_rate_factor
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
@@ -159,6 +160,29 @@ def test_training_the_grounding_refiner_lowers_its_loss_and_touches_nothing_else
     uncached = Trainer(config_for(data_dir, tmp_path / "uncached", max_steps=0, freeze_image_encoder=True),
                        model=tiny_model())
     assert np.isfinite(uncached.pretrain_refiner(uncached._samples(), 2, progress=False)).all()
+
+
+def test_click_rounds_get_the_previous_best_answer_as_their_mask_prompt(data_dir, tmp_path):
+    """Mostly the previous round's best of 3 (the answer a user corrects), sometimes the refined
+    text map or nothing; the text-only round gets the map or nothing."""
+    from types import SimpleNamespace
+
+    trainer = Trainer(config_for(data_dir, tmp_path, max_steps=1), model=tiny_model())
+    refined, previous = torch.randn(2, 16, 16), torch.randn(2, 3, 16, 16)
+    terms = [SimpleNamespace(best_index=torch.tensor([2, 0]))]
+    draws = [trainer._mask_prompt(refined, previous, terms) for _ in range(400)]
+    took_previous = [d for d in draws if d is not None and torch.equal(d, previous[[0, 1], [2, 0]])]
+    took_map = [d for d in draws if d is refined]
+    nones = draws.count(None)
+    assert len(took_previous) + len(took_map) + nones == 400
+    assert 0.6 < len(took_previous) / 400 < 0.8 and 0.08 < nones / 400 < 0.22 and took_map
+    first_round = [trainer._mask_prompt(refined, None, []) for _ in range(100)]
+    assert all(d is None or d is refined for d in first_round) and None in first_round
+    plain = Trainer(config_for(data_dir, tmp_path / "plain", max_steps=1),
+                    model=build_model("fluorosam_cpu_small", sentence_encoder=HashingSentenceEncoder(),
+                                      overrides={"image_size": 64, "num_codes": 64, "decoder_mlp_dim": 256,
+                                                 "mask_input": False}))
+    assert plain._mask_prompt(refined, previous, terms) is None
 
 
 def test_a_frozen_grounding_stays_as_it_is_while_its_dense_embedding_trains(data_dir, tmp_path):
