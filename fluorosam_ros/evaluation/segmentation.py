@@ -243,7 +243,7 @@ class SegmentationEvaluator:
             if click is not None:
                 points, labels = np.vstack([points, click[0][None]]), np.append(labels, click[1])
                 # as in SAM's interactive use, the answer being corrected goes back in as the mask prompt
-                previous = prediction.low_res_logits[0] if self.predictor.model.takes_mask_prompts else None
+                previous = prediction.low_res_logits[0] if self.predictor.takes_mask_input else None
                 prediction = self.predictor.predict(text=text, points=points, labels=labels, mask_input=previous)
             if count in wanted:
                 # With points the user has asserted the structure is there: score the mask.

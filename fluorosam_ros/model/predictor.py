@@ -61,6 +61,11 @@ class FluoroSAMPredictor:
         self._input_size: tuple[int, int] | None = None
 
     @property
+    def takes_mask_input(self) -> bool:
+        """Whether `predict(mask_input=...)` is accepted (the model has mask prompts)."""
+        return self.model.takes_mask_prompts
+
+    @property
     def is_image_set(self) -> bool:
         return self._embedding is not None
 

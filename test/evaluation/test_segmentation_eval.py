@@ -33,6 +33,7 @@ class OraclePredictor:
     With points, it returns a disc of radius 6 around each positive click."""
 
     absent_threshold = 0.5
+    takes_mask_input = True
 
     def __init__(self, sample: Sample, refuse_everything: bool = False) -> None:
         self.by_text = {}
@@ -42,12 +43,14 @@ class OraclePredictor:
                 self.by_text[prompt["text"]] = mask
         self.refuse_everything = refuse_everything
         self.calls = []
+        self.mask_inputs = []
 
     def set_image(self, image, valid=None):
         pass
 
-    def predict(self, text=None, points=None, labels=None):
+    def predict(self, text=None, points=None, labels=None, mask_input=None):
         self.calls.append((text, None if points is None else len(points)))
+        self.mask_inputs.append(mask_input)
         if points is not None:
             rows, cols = np.ogrid[:SIZE, :SIZE]
             mask = np.zeros((SIZE, SIZE), dtype=bool)
@@ -60,7 +63,8 @@ class OraclePredictor:
             mask = self.by_text[text] if known else np.zeros((SIZE, SIZE), dtype=bool)
             absent = 0.0 if known else 1.0
         masks = np.stack([mask] * 3)
-        return Prediction(masks, np.ones(3), absent, np.zeros((3, 16, 16)), self.absent_threshold)
+        # low-res logits that name the call, to see which answer comes back as the mask prompt
+        return Prediction(masks, np.ones(3), absent, np.full((3, 16, 16), float(len(self.calls))), self.absent_threshold)
 
 
 def test_oracle_scores_perfectly_and_refuses_the_negatives(tmp_path):
@@ -87,6 +91,9 @@ def test_clicks_go_into_the_error_and_accumulate():
     assert result.scores["text"]["dice"] == 0.0 and report.absent_rates()["present_wrongly_refused"] == 1.0
     # each round adds one click: the decoder saw 1..8 points
     assert [n for _, n in predictor.calls if n is not None] == list(range(1, 9))
+    # ... and got the answer it corrects (the previous call's best low-res logits) as its mask prompt
+    clicked = [i for i, (_, n) in enumerate(predictor.calls) if n is not None]
+    assert all(predictor.mask_inputs[i] is not None and (predictor.mask_inputs[i] == i).all() for i in clicked)
     # positive clicks into the missed structure make the disc mask overlap it more and more
     assert 0 < result.scores["text+2pt"]["dice"] < result.scores["text+8pt"]["dice"]
 
