@@ -59,8 +59,10 @@ class FluoroSAMConfig:
 CONFIGS = {
     # CPU-friendly: ImageNet EfficientNet-Lite0 at 256^2, MiniLM text tower.
     # The dense text grounding makes text prompts learnable from a CPU's budget of data and steps.
+    # The grounding refiner and mask prompts are opt-in (overrides, `fluorosam train
+    # --grounding-refiner --mask-prompts`): the bundled weights predate them (model card, run 8).
     "fluorosam_cpu_small": FluoroSAMConfig("fluorosam_cpu_small", "efficientnet_lite0", 256, text_grounding=True,
-                                           grounding_context=True, grounding_refiner=True, mask_input=True),
+                                           grounding_context=True),
     # The paper's configuration: Swin-L at 448^2, CLIP ViT-B/32 text tower (512-d),
     # MLP 512 -> 512 -> 256, VQ over 8192 codes. Weights come from the user.
     "fluorosam_swin_l": FluoroSAMConfig("fluorosam_swin_l", "swin_l", 448, sentence_encoder="open_clip",

@@ -84,6 +84,8 @@ class TrainConfig:
     mask_prompt_none_probability: float = 0.15
     text_token_scale: float | None = None  # None: the registry's
     text_grounding: bool | None = None     # the dense text grounding; None: the registry's
+    grounding_refiner: bool | None = None  # the grounding refiner; None: the registry's (or --init-from's)
+    mask_input: bool | None = None         # mask prompts into the decoder; None: as grounding_refiner
     reinit_text_path: bool = False       # fresh text MLP and codebook (e.g. after a collapsed codebook)
     log_every: int = 10
     augment: bool = True
@@ -124,6 +126,10 @@ class Trainer:
             overrides["text_token_scale"] = config.text_token_scale
         if config.text_grounding is not None:
             overrides["text_grounding"] = config.text_grounding
+        if config.grounding_refiner is not None:
+            overrides["grounding_refiner"] = config.grounding_refiner
+        if config.mask_input is not None:
+            overrides["mask_input"] = config.mask_input
         self.module = (model or build_model(config.model, overrides=overrides)).to(self.device)
         if config.init_from:  # weights from before the dense text grounding: it starts fresh
             load_checkpoint(self.module, config.init_from, expected_name=config.model)
@@ -324,12 +330,15 @@ class Trainer:
         if module.grounding_refiner is None or not module.takes_mask_prompts:
             return None
         with torch.no_grad():
-            if all("skips" in item for item in items):
-                skips = {stride: torch.cat([item["skips"][stride] for item in items]).to(self.device)
-                         for stride in items[0]["skips"]}
-            else:
-                _, skips, _ = embed_items_with_skips(module, items, self.device)
-            return module.grounding_refiner.pixel_features(embeddings.detach(), skips)
+            return module.grounding_refiner.pixel_features(embeddings.detach(), self._skips_of(items))
+
+    def _skips_of(self, items: list[dict]) -> dict[int, torch.Tensor]:
+        """The backbone maps the refiner reads, for `items`: cached, or encoded now (no gradient)."""
+        if all("skips" in item for item in items):
+            return {stride: torch.cat([item["skips"][stride] for item in items]).to(self.device)
+                    for stride in items[0]["skips"]}
+        with torch.no_grad():
+            return embed_items_with_skips(self.module, items, self.device)[1]
 
     # ---- run, checkpoints ----------------------------------------------------------------
     def fit(self, progress: bool = True) -> dict[str, float]:
@@ -441,16 +450,11 @@ class Trainer:
         prompts, sentences = self._text_prompts(item)
         if not prompts:
             return torch.zeros((), device=self.device)
-        if "skips" in item:  # from the embedding cache
-            embedding = item["embedding"].to(self.device)
-            skips = {stride: map_.to(self.device) for stride, map_ in item["skips"].items()}
-            size = item["input_size"]
-        else:
-            with torch.no_grad():
-                embedding, skips, (size,) = embed_items_with_skips(module, [item], self.device)
+        embedding, (size,) = self.embeddings_of([item])
+        embedding = embedding.detach()
         with torch.no_grad():
             coarse = module.text_grounding(embedding, image_pe, sentences)
-        pixels = module.grounding_refiner.pixel_features(embedding, skips)
+        pixels = module.grounding_refiner.pixel_features(embedding, self._skips_of([item]))
         return grounding_loss(module.grounding_refiner(coarse, pixels, sentences), self._low_res_targets(prompts, size))
 
     def _text_prompts(self, item: dict) -> tuple[list[TrainingPrompt], torch.Tensor | None]:
@@ -589,6 +593,10 @@ def main(argv: list[str] | None = None) -> int:
                              "(with --freeze-image-encoder)")
     parser.add_argument("--freeze-grounding", action="store_true",
                         help="keep the text grounding as it is (its dense embedding into the decoder still trains)")
+    parser.add_argument("--grounding-refiner", action=argparse.BooleanOptionalAction, default=None,
+                        help="build the model with (or without) the grounding refiner (default: the registry's)")
+    parser.add_argument("--mask-prompts", action=argparse.BooleanOptionalAction, default=None,
+                        help="build the model with (or without) mask prompts into the decoder (default: the registry's)")
     parser.add_argument("--pretrain-refiner", type=int, default=defaults.refiner_pretrain_steps, metavar="STEPS",
                         help="then train the grounding refiner alone for STEPS steps (with --freeze-image-encoder; "
                              "the text-only answer at S/4)")
@@ -605,7 +613,8 @@ def main(argv: list[str] | None = None) -> int:
                      embedding_cache_copies=args.embedding_cache, reseed_until=args.reseed_until,
                      grounding_pretrain_steps=args.pretrain_grounding, text_grounding=args.text_grounding,
                      augment=args.augment, freeze_grounding=args.freeze_grounding,
-                     refiner_pretrain_steps=args.pretrain_refiner)
+                     refiner_pretrain_steps=args.pretrain_refiner, grounding_refiner=args.grounding_refiner,
+                     mask_input=args.mask_prompts)
     prompt_changes = {name: value for name, value in (
         ("negative_prompt_probability", args.negative_probability),
         ("canonical_text_probability", args.canonical_text_probability)) if value is not None}

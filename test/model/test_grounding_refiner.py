@@ -17,6 +17,9 @@ from fluorosam_ros.train.losses import grounding_loss
 from ddp_worker import HashingSentenceEncoder
 
 
+WITH_REFINER = {"grounding_refiner": True, "mask_input": True}
+
+
 def _skips(batch: int = 1, size: int = 16) -> dict[int, torch.Tensor]:
     return {8: torch.randn(batch, 40, 2 * size, 2 * size), 4: torch.randn(batch, 24, 4 * size, 4 * size)}
 
@@ -25,7 +28,7 @@ def _skips(batch: int = 1, size: int = 16) -> dict[int, torch.Tensor]:
 def model():
     torch.manual_seed(0)
     return build_model("fluorosam_cpu_small", sentence_encoder=HashingSentenceEncoder(),
-                       pretrained_backbone=False).eval()
+                       pretrained_backbone=False, overrides=WITH_REFINER).eval()
 
 
 def test_one_cached_image_serves_every_prompt_and_bad_inputs_are_refused():
@@ -82,8 +85,13 @@ def test_it_learns_an_edge_inside_a_coarse_cell():
     assert iou(refined) > 0.95 > iou(upsampled) + 0.1, (iou(refined), iou(upsampled))
 
 
-def test_the_small_model_has_a_refiner_and_the_paper_configuration_none():
-    assert CONFIGS["fluorosam_cpu_small"].grounding_refiner and not CONFIGS["fluorosam_swin_l"].grounding_refiner
+def test_the_refiner_and_mask_prompts_are_opt_in_until_bundled_weights_have_them():
+    assert not CONFIGS["fluorosam_cpu_small"].grounding_refiner and not CONFIGS["fluorosam_swin_l"].grounding_refiner
+    assert not CONFIGS["fluorosam_cpu_small"].mask_input
+    from fluorosam_ros.model.build import bundled_checkpoint
+
+    bundled = build_model("fluorosam_cpu_small", bundled_checkpoint(), sentence_encoder=HashingSentenceEncoder())
+    assert bundled.grounding_refiner is None and not bundled.takes_mask_prompts
 
 
 def test_weights_from_before_the_refiner_load_with_it_adding_nothing(model, tmp_path):
@@ -94,7 +102,8 @@ def test_weights_from_before_the_refiner_load_with_it_adding_nothing(model, tmp_
     payload["model"] = {k: v for k, v in payload["model"].items() if not k.startswith(REFINER_PREFIXES)}
     torch.save(payload, path)
     # built from the registry (as the trainer does): the refiner is there and starts silent
-    fresh = build_model("fluorosam_cpu_small", sentence_encoder=HashingSentenceEncoder(), pretrained_backbone=False)
+    fresh = build_model("fluorosam_cpu_small", sentence_encoder=HashingSentenceEncoder(), pretrained_backbone=False,
+                        overrides=WITH_REFINER)
     with torch.no_grad():
         fresh.grounding_refiner.head[-1].weight.normal_()   # as if it had been trained
     load_checkpoint(fresh, path)
@@ -160,8 +169,7 @@ def test_the_predictor_feeds_an_earlier_answer_back_and_checks_it(model, monkeyp
         predictor.predict(text="heart", mask_input=np.zeros((32, 32)))
     with pytest.raises(PromptError, match="NaN"):
         predictor.predict(text="heart", mask_input=np.full((64, 64), np.nan))
-    old = build_model("fluorosam_cpu_small", sentence_encoder=HashingSentenceEncoder(), pretrained_backbone=False,
-                      overrides={"mask_input": False})
+    old = build_model("fluorosam_cpu_small", sentence_encoder=HashingSentenceEncoder(), pretrained_backbone=False)
     old_predictor = FluoroSAMPredictor(old)
     old_predictor.set_image(np.zeros((40, 40), np.float32))
     with pytest.raises(PromptError, match="no mask prompt"):
