@@ -199,8 +199,8 @@ def _load_payload(model: FluoroSAM, payload: dict, path: Path) -> None:
 def _without_fresh_parts(model: FluoroSAM, missing: list[str], path: Path) -> list[str]:
     """`missing` less the parts that a checkpoint from before them lacks entirely and that can
     start fresh without changing the answers: the whole text grounding (switched off: its dense
-    embedding zeroed) or only its context branch, and the grounding refiner (their last layers
-    zeroed: no correction)."""
+    embedding zeroed) or only its context branch, the grounding refiner and the mask prompts'
+    downscaling (their last layers zeroed: no effect)."""
     state = model.state_dict()
     # the whole grounding first: the context branch is part of it
     parts = ((GROUNDING_PREFIXES, lambda: model.prompt_encoder.grounding_embed, logging.WARNING,
