@@ -433,9 +433,10 @@ class CommandParser:
                                   candidates=tuple(f"collimate(direction={d})" for d in COLLIMATE_DIRECTIONS),
                                   source=source)
         direction = found[0]
-        rest = _phrase_regex(COLLIMATE_DIRECTIONS[direction]).sub(" ", rest)
+        direction_words = _phrase_regex(COLLIMATE_DIRECTIONS[direction])
+        rest = direction_words.sub(" ", rest)
         # the collimation words marked, not removed: "open up the collimators" names its target
-        marked = _phrase_regex(COLLIMATE_DIRECTIONS[direction]).sub(" ", _COLLIMATE.sub(" collimation ", joined))
+        marked = direction_words.sub(" ", _COLLIMATE.sub(" collimation ", joined))
         refusal = self._unknown_target(marked, text, source) or \
             self._unknown_target(marked, text, source, _COLLIMATION_TARGET)
         if refusal is not None:

@@ -23,8 +23,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-# Backbone output stride -> channels of the feature maps the refiner reads (EfficientNet-Lite0).
-REFINER_SKIP_CHANNELS: dict[int, int] = {8: 40, 4: 24}
+from .image_encoder import SKIP_CHANNELS
+
 
 
 class GroundingRefiner(nn.Module):
@@ -33,7 +33,7 @@ class GroundingRefiner(nn.Module):
     def __init__(self, embed_dim: int = 256, text_dim: int = 384, pixel_dim: int = 64, head_dim: int = 32,
                  skip_channels: dict[int, int] | None = None) -> None:
         super().__init__()
-        skip_channels = dict(REFINER_SKIP_CHANNELS if skip_channels is None else skip_channels)
+        skip_channels = dict(SKIP_CHANNELS if skip_channels is None else skip_channels)  # EfficientNet-Lite0's
         if sorted(skip_channels) != [4, 8]:
             raise ValueError(f"the refiner reads stride-8 and stride-4 features, got strides {sorted(skip_channels)}")
         self.text_dim = text_dim

@@ -67,6 +67,7 @@ FEATURE_CHANNELS: Dict[int, int] = {
     s: LITE0_STAGES[i].out_channels for s, i in FEATURE_STAGES.items()}
 # The finer maps the grounding refiner reads beside the embedding (grounding_refiner.py).
 SKIP_STAGES: Dict[int, int] = {4: 1, 8: 2}
+SKIP_CHANNELS: Dict[int, int] = {s: LITE0_STAGES[i].out_channels for s, i in SKIP_STAGES.items()}
 
 
 def _tf_same_pad(x: torch.Tensor, kernel_size: int, stride: int) -> torch.Tensor:

@@ -208,7 +208,7 @@ class Trainer:
             passes = (self._dataset(copy) for copy in range(self.config.embedding_cache_copies))
             # the refiner's maps: to train it, or for the decoder's mask prompt from its map
             with_skips = self.module.grounding_refiner is not None and (
-                bool(self.config.refiner_pretrain_steps) or self.module.takes_mask_prompts)
+                bool(self.config.refiner_pretrain_steps) or self.mask_prompts_from_refiner)
             self.embedding_cache = EmbeddingCache.build(self.module, passes, self.device, progress=self.rank == 0,
                                                         with_skips=with_skips)
         for count, item in enumerate(self.embedding_cache.stream(self.rng)):
@@ -323,22 +323,18 @@ class Trainer:
             return previous.detach()[torch.arange(previous.shape[0], device=previous.device), best]
         return refined if draw < 1.0 - self.config.mask_prompt_none_probability else None
 
-    def refiner_pixels_of(self, items: list[dict], embeddings: torch.Tensor) -> torch.Tensor | None:
+    @property
+    def mask_prompts_from_refiner(self) -> bool:
+        """Whether the decoder's mask prompts include the refined map (the steps need its maps)."""
+        return self.module.grounding_refiner is not None and self.module.takes_mask_prompts
+
+    def refiner_pixels(self, embeddings: torch.Tensor, skips: dict[int, torch.Tensor] | None) -> torch.Tensor | None:
         """(B, C, S/4, S/4) pixel features of the grounding refiner, without gradient (it is trained
         alone), for models whose decoder takes the refined map as a mask prompt; None otherwise."""
-        module = self.module
-        if module.grounding_refiner is None or not module.takes_mask_prompts:
+        if skips is None or not self.mask_prompts_from_refiner:
             return None
         with torch.no_grad():
-            return module.grounding_refiner.pixel_features(embeddings.detach(), self._skips_of(items))
-
-    def _skips_of(self, items: list[dict]) -> dict[int, torch.Tensor]:
-        """The backbone maps the refiner reads, for `items`: cached, or encoded now (no gradient)."""
-        if all("skips" in item for item in items):
-            return {stride: torch.cat([item["skips"][stride] for item in items]).to(self.device)
-                    for stride in items[0]["skips"]}
-        with torch.no_grad():
-            return embed_items_with_skips(self.module, items, self.device)[1]
+            return self.module.grounding_refiner.pixel_features(embeddings.detach(), skips)
 
     # ---- run, checkpoints ----------------------------------------------------------------
     def fit(self, progress: bool = True) -> dict[str, float]:
@@ -425,10 +421,23 @@ class Trainer:
     def embeddings_of(self, items: list[dict]) -> tuple[torch.Tensor, list[tuple[int, int]]]:
         """(B, D, h, w) image embeddings and input sizes: cached ones, or encoded now (with a
         gradient only when the image encoder trains)."""
-        if all("embedding" in item for item in items):  # from the embedding cache
-            return torch.cat([item["embedding"] for item in items]).to(self.device), [item["input_size"] for item in items]
+        embeddings, sizes, _ = self._encoded(items, with_skips=False)
+        return embeddings, sizes
+
+    def _encoded(self, items: list[dict], with_skips: bool
+                 ) -> tuple[torch.Tensor, list[tuple[int, int]], dict[int, torch.Tensor] | None]:
+        """Embeddings, input sizes and (with_skips) the backbone maps the refiner reads: cached,
+        or from one encoding now (the embeddings with a gradient only when the encoder trains)."""
+        if all("embedding" in item for item in items) and (not with_skips or all("skips" in item for item in items)):
+            skips = ({stride: torch.cat([item["skips"][stride] for item in items]).to(self.device)
+                      for stride in items[0]["skips"]} if with_skips else None)
+            return (torch.cat([item["embedding"] for item in items]).to(self.device),
+                    [item["input_size"] for item in items], skips)
         with torch.set_grad_enabled(not self.config.freeze_image_encoder):
-            return embed_items(self.module, items, self.device)
+            if not with_skips:
+                return (*embed_items(self.module, items, self.device), None)
+            embeddings, skips, sizes = embed_items_with_skips(self.module, items, self.device)
+            return embeddings, sizes, {stride: maps.detach() for stride, maps in skips.items()}
 
     def _low_res_targets(self, prompts: list[TrainingPrompt], input_size) -> torch.Tensor:
         module = self.module
@@ -450,11 +459,11 @@ class Trainer:
         prompts, sentences = self._text_prompts(item)
         if not prompts:
             return torch.zeros((), device=self.device)
-        embedding, (size,) = self.embeddings_of([item])
+        embedding, (size,), skips = self._encoded([item], with_skips=True)
         embedding = embedding.detach()
         with torch.no_grad():
             coarse = module.text_grounding(embedding, image_pe, sentences)
-        pixels = module.grounding_refiner.pixel_features(embedding, self._skips_of([item]))
+        pixels = module.grounding_refiner.pixel_features(embedding, skips)
         return grounding_loss(module.grounding_refiner(coarse, pixels, sentences), self._low_res_targets(prompts, size))
 
     def _text_prompts(self, item: dict) -> tuple[list[TrainingPrompt], torch.Tensor | None]:
@@ -513,8 +522,8 @@ class _StepLoss(torch.nn.Module):
 
     def forward(self, items: list[dict]):
         trainer = self._trainer[0]
-        embeddings, sizes = trainer.embeddings_of(items)
-        pixels = trainer.refiner_pixels_of(items, embeddings)
+        embeddings, sizes, skips = trainer._encoded(items, with_skips=trainer.mask_prompts_from_refiner)
+        pixels = trainer.refiner_pixels(embeddings, skips)
         losses = []
         for index, item in enumerate(items):
             sample = _as_sample(item)
