@@ -25,6 +25,7 @@ from fluorosam_ros.geometry.carm import CArmConfig, CArmGeometry, CArmPose, CArm
 from fluorosam_ros.geometry.collimation import CollimationError
 from fluorosam_ros.geometry.motion import JointMotion
 from fluorosam_ros.msg import CArmState as CArmStateMsg
+from fluorosam_ros.msg import Intent as IntentMsg
 from fluorosam_ros.twin.config import TwinConfig
 from fluorosam_ros.twin.detector import to_mono16
 
@@ -75,6 +76,8 @@ class CArmSimNode(Node):
         self.image_rate_hz = declare(self, "image_rate_hz", 0.0, "continuous fluoroscopy rate; 0 = on request")
         self.time_scale = declare(self, "time_scale", 1.0, "simulated motion runs this many times faster")
         self.publish_line_integral = declare(self, "publish_line_integral", False, "also publish 32FC1 line integrals")
+        stop_topic = declare(self, "stop_topic", "/command/intent",
+                             "a 'stop' intent here halts the running move directly; empty = planner only")
         image_size_px = declare(self, "image_size_px", 384, "rendered resolution (the detector is binned)")
         isocenter_margin_mm = declare(self, "isocenter_margin_mm", 150.0, "isocenter travel beyond the patient")
         initial_alpha = declare(self, "initial_alpha_deg", 0.0)
@@ -120,6 +123,9 @@ class CArmSimNode(Node):
         self.last_frame: Frame | None = None
         self._render_lock = threading.Lock()
         self._move_lock = threading.Lock()
+        # when the last stop arrived (monotonic s): a move that started before it halts. A time, not
+        # a flag, so that a stop arriving while nothing moves cannot halt the next move
+        self._stop_received_at = -float("inf")
 
         self.image_pub = self.create_publisher(Image, "/carm/image", SENSOR_QOS)
         self.info_pub = self.create_publisher(CameraInfo, "/carm/camera_info", SENSOR_QOS)
@@ -141,6 +147,11 @@ class CArmSimNode(Node):
             goal_callback=lambda _goal: GoalResponse.ACCEPT,
             cancel_callback=lambda _goal: CancelResponse.ACCEPT,
             callback_group=ReentrantCallbackGroup())
+        if stop_topic:
+            # the stop's own path: the planner cancels the move too, but on a loaded machine its hop
+            # can take a second; a hardware driver wires the same topic to its motion stop
+            self.create_subscription(IntentMsg, stop_topic, self._on_intent, RELIABLE_QOS,
+                                     callback_group=MutuallyExclusiveCallbackGroup())
         self.publish_state()
         self.acquire()
 
@@ -210,6 +221,13 @@ class CArmSimNode(Node):
         self.diag_pub.publish(DiagnosticArray(header=self._header(), status=[status]))
 
     # ---- requests ------------------------------------------------------------------------
+    def _on_intent(self, msg: IntentMsg) -> None:
+        if msg.kind != IntentMsg.STOP:
+            return
+        self._stop_received_at = time.monotonic()
+        self.get_logger().warning(f"stop {msg.source_text!r} received"
+                                  + ("; halting the move" if self.moving else " (nothing moving)"))
+
     def _on_acquire(self, _request, response):
         try:
             frame = self.acquire()
@@ -268,6 +286,10 @@ class CArmSimNode(Node):
                 goal_handle.canceled()
                 self.get_logger().info("move canceled; holding the current pose")
                 return self._result(MoveCArm.Result.STATUS_CANCELED, "canceled; holding the current pose")
+            if self._stop_received_at >= started:
+                goal_handle.abort()  # no cancel request to answer: the goal ends as canceled by its result
+                self.get_logger().info("move stopped; holding the current pose")
+                return self._result(MoveCArm.Result.STATUS_CANCELED, "stopped; holding the current pose")
             self.state = self.state.with_pose(motion.pose_at(elapsed))
             remaining = max(motion.duration_s - elapsed, 0.0) / self.time_scale
             goal_handle.publish_feedback(MoveCArm.Feedback(

@@ -106,6 +106,51 @@ def test_a_move_can_be_canceled_and_the_arm_holds_its_pose(carm):
     assert commander.state.beta_deg == pytest.approx(held) and not commander.state.moving
 
 
+def _move_with_intent_during(commander, target: CArmPose, kind: str):
+    """Start a move, publish an intent of `kind` on /command/intent once it moves, return the result."""
+    from fluorosam_ros.msg import Intent as IntentMsg
+    from fluorosam_ros.nodes.common import RELIABLE_QOS
+
+    publisher = commander.create_publisher(IntentMsg, "/command/intent", RELIABLE_QOS)
+    try:
+        feedback = []
+        handle = commander._wait_future(commander.send_move(target, None, False, feedback.append), 10.0)
+        assert handle is not None and handle.accepted
+        result_future = handle.get_result_async()
+        assert commander._spin_until(lambda: feedback or result_future.done(), 10.0)
+        publisher.publish(IntentMsg(kind=kind, source="text", source_text=kind, confidence=1.0, amount=math.nan))
+        wrapped = commander._wait_future(result_future, 30.0)
+        assert wrapped is not None
+        return wrapped.result
+    finally:
+        commander.destroy_publisher(publisher)
+
+
+def test_a_stop_intent_halts_the_move_without_the_planner_and_only_that_move(carm):
+    commander, _, _ = carm
+    commander.spin_for(0.3)
+    start = commander.state.beta_deg
+    target = -200.0 if start > 0 else 200.0  # about 0.7 s at time_scale 10: the stop lands mid-move
+    result = _move_with_intent_during(commander, CArmPose(centre(commander), 0.0, target), "stop")
+    assert result.status == result.STATUS_CANCELED and "stopped" in result.message, result.message
+    held = result.final_state.beta_deg
+    assert min(start, target) < held < max(start, target)
+    commander.spin_for(0.5)
+    assert commander.state.beta_deg == pytest.approx(held) and not commander.state.moving
+    # the stop belonged to that move: the next one runs to its end
+    outcome = commander.move_to(CArmPose(centre(commander), 0.0, start), acquire=False)
+    assert outcome.succeeded, outcome.message
+
+
+def test_intents_other_than_stop_do_not_touch_the_move(carm):
+    commander, _, _ = carm
+    commander.spin_for(0.3)
+    target = -60.0 if commander.state.beta_deg > 0 else 60.0
+    result = _move_with_intent_during(commander, CArmPose(centre(commander), 0.0, target), "show")
+    assert result.status == result.STATUS_SUCCEEDED, result.message
+    assert result.final_state.beta_deg == pytest.approx(target)
+
+
 def test_acquire_service_publishes_a_fresh_frame(carm):
     commander, _, _ = carm
     before = commander.get_clock().now()
