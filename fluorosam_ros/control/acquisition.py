@@ -31,7 +31,7 @@ from .safety import PlanningInputError
 from .structure import LocalisedStructure
 from .twin_prior import TwinPrior
 from .views import NamedView, parse_view, pivot_from_mask, propose_second_view
-from .visual_hull import LocalisationError, PosedMask, reproject_points
+from .visual_hull import LocalisationError, PosedMask, dice, reproject_points
 
 log = logging.getLogger(__name__)
 
@@ -410,7 +410,8 @@ class _Loop:
         target = twin_view_frame(self.structure, state)
         # centring from the mask only when the masks agree with the localisation; otherwise
         # (the model's mask is off, or absent) from where the localisation puts the target
-        trusted = mask is not None and (self.masks_trusted or self.config.localisation_mode == "image")
+        trusted = mask is not None and (self.config.localisation_mode == "image"
+                                        or (self.masks_trusted and self.final_mask_agrees(mask, target, state)))
         self.measure["centring_source"] = "image" if trusted else "localisation"
         if trusted or target.any():
             offset, fraction = mask_centring(mask if trusted else target, state)
@@ -420,6 +421,19 @@ class _Loop:
                                collimated_mask=mask if mask is not None else target)
         self.measure["coverage"] = check.coverage
         self.measure["coverage_message"] = check.message
+
+    def final_mask_agrees(self, mask: np.ndarray, target: np.ndarray, state: CArmState) -> bool:
+        """Whether the last frame's mask, too, shows what the localisation puts there (Dice
+        within the exposed field): earlier masks agreeing does not vouch for this one, and a
+        mask that spills past the target would misjudge a well-centred view."""
+        field = state.collimation.field_mask(state.config.sensor_width_px, state.config.sensor_height_px)
+        agreement = dice(mask & field, target & field)
+        self.measure["final_mask_dice"] = agreement
+        if agreement < self.config.registration.min_aligned_dice:
+            log.info("AcquireView %s: the last frame's mask does not match the localisation (Dice %.2f); "
+                     "centring judged from the localisation", self.request.structure, agreement)
+            return False
+        return True
 
     def execute(self) -> AcquireOutcome:
         first = self.current_frame()

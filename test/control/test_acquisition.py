@@ -7,6 +7,7 @@ import pytest
 from fluorosam_ros.control.acquisition import AcquireRequest, ViewAcquisition
 from fluorosam_ros.control.config import PlannerConfig
 from fluorosam_ros.control.image_registration import ImageRegistrationConfig
+from fluorosam_ros.control.plan import mask_centring
 from fluorosam_ros.control.ports import RenderedCArm, TruthSegmenter
 from fluorosam_ros.control.twin_prior import RegistrationErrorConfig, TwinPrior, rigid_difference
 from fluorosam_ros.geometry.carm import CArmGeometry, CArmState
@@ -29,18 +30,41 @@ class WrongMaskSegmenter:
         return mask
 
 
+class SpillOnCollimatedSegmenter:
+    """True masks, until the field is collimated: then the mask also spills over the lower
+    right quarter of the field (as a model can on a shuttered frame it saw little of in training)."""
+
+    def __init__(self, carm) -> None:
+        self.truth = TruthSegmenter(carm)
+        self.spilled = 0
+
+    def segment(self, frame, target, hint_xy=None):
+        mask = self.truth.segment(frame, target, hint_xy)
+        state = frame.state
+        if mask is None or not state.collimation.enabled:
+            return mask
+        field = state.collimation.field_mask(state.config.sensor_width_px, state.config.sensor_height_px)
+        rows, cols = np.nonzero(field.any(axis=1))[0], np.nonzero(field.any(axis=0))[0]
+        spill = field.copy()
+        spill[: (rows[0] + rows[-1]) // 2] = False
+        spill[:, : (cols[0] + cols[-1]) // 2] = False
+        self.spilled += 1
+        return mask | spill
+
+
 def _run(default_patient, default_renderer, patient_carm, segmenter_kind, config: PlannerConfig,
          name="kidney_left", view="lateral", seed=7):
     geometry = CArmGeometry(patient_carm)
     centroid = default_patient.structure_centroid_world(name)
     start = CArmState(patient_carm, geometry.pose_through_point(centroid + [40.0, 0.0, 30.0], 0.0, 0.0))
     carm = RenderedCArm(default_renderer, DetectorModel(), start, np.random.default_rng(seed))
-    segmenter = {"truth": lambda: TruthSegmenter(carm), "none": NoMaskSegmenter,
-                 "wrong": WrongMaskSegmenter}[segmenter_kind]()
+    segmenter = {"truth": lambda: TruthSegmenter(carm), "none": NoMaskSegmenter, "wrong": WrongMaskSegmenter,
+                 "spill": lambda: SpillOnCollimatedSegmenter(carm)}[segmenter_kind]()
     prior = TwinPrior.with_injected_error(default_patient, RegistrationErrorConfig(15.0, 5.0, seed), name)
     loop = ViewAcquisition(carm, segmenter, config, prior)
     outcome = loop.run(AcquireRequest(name, view))
     translation, rotation = rigid_difference(loop.prior.world_from_twin, np.eye(4), centroid)
+    loop.segmenter_used = segmenter
     return outcome, translation, rotation, loop
 
 
@@ -80,3 +104,17 @@ def test_ground_truth_masks_are_trusted_after_image_registration(default_patient
     offset = (loop.prior.world_from_twin @ np.r_[centroid, 1.0])[:3] - centroid
     ray = outcome.final_state.camera().principal_ray_world
     assert np.linalg.norm(offset - (offset @ ray) * ray) < 3.0
+
+
+def test_a_last_mask_that_disagrees_with_the_localisation_does_not_judge_the_view(default_patient, default_renderer,
+                                                                                  patient_carm):
+    """The first masks agree with the registered twin, the collimated frame's does not: the
+    view is judged (and found centred) from the localisation, not from the spilled mask."""
+    outcome, _, _, loop = _run(default_patient, default_renderer, patient_carm, "spill", PlannerConfig(),
+                               name="vertebrae_L1", view="ap", seed=3)
+    assert loop.segmenter_used.spilled >= 1
+    assert outcome.success, outcome.message
+    assert "did not match the twin" in outcome.message
+    # judged on the localisation's centring, not on the spilled mask's (much further off)
+    spilled_fraction = mask_centring(outcome.final_mask, outcome.final_state)[1]
+    assert outcome.centring_fraction < spilled_fraction / 2, (outcome.centring_fraction, spilled_fraction)

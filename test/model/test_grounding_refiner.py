@@ -85,13 +85,17 @@ def test_it_learns_an_edge_inside_a_coarse_cell():
     assert iou(refined) > 0.95 > iou(upsampled) + 0.1, (iou(refined), iou(upsampled))
 
 
-def test_the_refiner_and_mask_prompts_are_opt_in_until_bundled_weights_have_them():
+def test_the_registry_builds_them_on_request_and_the_bundled_weights_have_them():
+    # training asks for them (--grounding-refiner --mask-prompts); a checkpoint brings its own
     assert not CONFIGS["fluorosam_cpu_small"].grounding_refiner and not CONFIGS["fluorosam_swin_l"].grounding_refiner
     assert not CONFIGS["fluorosam_cpu_small"].mask_input
     from fluorosam_ros.model.build import bundled_checkpoint
 
     bundled = build_model("fluorosam_cpu_small", bundled_checkpoint(), sentence_encoder=HashingSentenceEncoder())
-    assert bundled.grounding_refiner is None and not bundled.takes_mask_prompts
+    assert bundled.grounding_refiner is not None and bundled.takes_mask_prompts
+    # trained, not the silent start
+    assert bundled.grounding_refiner.head[-1].weight.abs().sum() > 0
+    assert bundled.prompt_encoder.mask_downscaling[-1].weight.abs().sum() > 0
 
 
 def test_weights_from_before_the_refiner_load_with_it_adding_nothing(model, tmp_path):
