@@ -92,6 +92,9 @@ class ActionGate:
     # measurement but these two, and the logistic model adds where these must veto
     min_agreement: float = 0.0
     min_word_fit: float = -1e9
+    # the same on the N-best's posterior: a share counts an alternative the decoder barely
+    # considered as much as the best one; its probability mass does not
+    min_agreement_mass: float = 0.0
     features: tuple[str, ...] = FEATURES
     acoustic_sha256: str = ""
     provenance: dict = field(default_factory=dict)
@@ -107,6 +110,9 @@ class ActionGate:
             return f"{100 * named['agreement']:.0f}% of the alternatives agree < {100 * self.min_agreement:.0f}%"
         if named["worst_word_fit"] < self.min_word_fit:
             return f"worst word fits {named['worst_word_fit']:.1f} < {self.min_word_fit:.1f}"
+        if named["agreement_mass"] < self.min_agreement_mass:
+            return (f"{100 * named['agreement_mass']:.1f}% of the alternatives' probability agrees < "
+                    f"{100 * self.min_agreement_mass:.1f}%")
         probability = float(self.probability(features))
         if probability < self.threshold:
             return f"sure of it {100 * probability:.0f}% < {100 * self.threshold:.0f}%"
@@ -135,7 +141,7 @@ class ActionGate:
         try:
             gate = cls(**{**record, "features": tuple(record["features"])})
             values = [float(v) for v in [*gate.weights, *gate.mean, *gate.scale, gate.bias, gate.threshold,
-                                         gate.min_agreement, gate.min_word_fit]]
+                                         gate.min_agreement, gate.min_word_fit, gate.min_agreement_mass]]
         except (TypeError, KeyError, ValueError) as error:
             raise ActionGateError(f"action gate {path} is incomplete: {error}") from error
         if gate.features != FEATURES or not len(gate.weights) == len(gate.mean) == len(gate.scale) == len(FEATURES):
@@ -202,31 +208,46 @@ def out_of_fold(features: np.ndarray, labels: np.ndarray, groups: Sequence[str],
     return probabilities
 
 
+@dataclass(frozen=True)
+class GateFloors:
+    """Floors the gate's probability cannot buy off (ActionGate.min_*)."""
+
+    agreement: float = 0.0
+    word_fit: float = -1e9
+    agreement_mass: float = 0.0
+
+    def passes(self, features: np.ndarray) -> np.ndarray:
+        """Which rows of `features` (n, FEATURES) reach every floor."""
+        return (features[:, FEATURES.index("agreement")] >= self.agreement) & \
+            (features[:, FEATURES.index("worst_word_fit")] >= self.word_fit) & \
+            (features[:, FEATURES.index("agreement_mass")] >= self.agreement_mass)
+
+    def apply_to(self, gate: ActionGate) -> None:
+        gate.min_agreement, gate.min_word_fit, gate.min_agreement_mass = \
+            self.agreement, self.word_fit, self.agreement_mass
+
+
 def choose_floors(probabilities: np.ndarray, features: np.ndarray, right: np.ndarray, must_not_act: np.ndarray,
                   agreements: Sequence[float] = (0.0, 0.3, 0.4, 0.5, 0.6),
-                  word_fits: Sequence[float] = (-1e9, -4.0, -3.0, -2.0), max_wrong_share: float = 0.015
-                  ) -> tuple[float, float, float]:
-    """(min_agreement, min_word_fit, threshold) with the most right actions, where for each pair
-    of floors the threshold is the lowest that lets none of `must_not_act` through and keeps
-    wrong readings (neither right nor must_not_act: a misheard command) to `max_wrong_share` of
-    the actions."""
+                  word_fits: Sequence[float] = (-1e9, -4.0, -3.0, -2.0),
+                  agreement_masses: Sequence[float] = (0.0, 0.9, 0.99, 0.999), max_wrong_share: float = 0.015
+                  ) -> tuple[GateFloors, float]:
+    """(floors, threshold) with the most right actions, where for each set of floors the
+    threshold is the lowest that lets none of `must_not_act` through and keeps wrong readings
+    (neither right nor must_not_act: a misheard command) to `max_wrong_share` of the actions."""
     wrong = ~right & ~must_not_act
-    best: tuple[int, tuple[float, float, float]] | None = None
-    for floor_agreement in agreements:
-        for floor_word in word_fits:
-            passes = pass_floors(features, floor_agreement, floor_word)
-            threshold = lowest_safe_threshold(probabilities, must_not_act & passes)
-            threshold = _lowest_with_wrong_share(probabilities[passes], wrong[passes], threshold, max_wrong_share)
-            acts = passes & (probabilities >= threshold)
-            if best is None or int((acts & right).sum()) > best[0]:
-                best = (int((acts & right).sum()), (floor_agreement, floor_word, threshold))
-    return best[1]
-
-
-def pass_floors(features: np.ndarray, min_agreement: float, min_word_fit: float) -> np.ndarray:
-    """Which rows of `features` (n, FEATURES) reach both floors."""
-    return (features[:, FEATURES.index("agreement")] >= min_agreement) & \
-        (features[:, FEATURES.index("worst_word_fit")] >= min_word_fit)
+    best: tuple[int, GateFloors, float] | None = None
+    for agreement in agreements:
+        for word_fit in word_fits:
+            for mass in agreement_masses:
+                floors = GateFloors(agreement, word_fit, mass)
+                passes = floors.passes(features)
+                threshold = lowest_safe_threshold(probabilities, must_not_act & passes)
+                threshold = _lowest_with_wrong_share(probabilities[passes], wrong[passes], threshold, max_wrong_share)
+                right_actions = int((passes & (probabilities >= threshold) & right).sum())
+                if best is None or right_actions > best[0]:
+                    best = (right_actions, floors, threshold)
+    return best[1], best[2]
 
 
 def _lowest_with_wrong_share(probabilities: np.ndarray, wrong: np.ndarray, start: float, share: float) -> float:

@@ -320,19 +320,19 @@ def fit_action_gate(parser, rows, acoustic_sha256: str, l2: float = 1.0) -> tupl
     """The learned gate (action_gate.py) of these tuning recognitions and how it does on them,
     out of fold: floors and threshold from `action_gate.choose_floors` (no tuning negative acts,
     wrong readings at most 1.5 % of the actions)."""
-    from .action_gate import choose_floors, fit_logistic, out_of_fold, pass_floors
+    from .action_gate import choose_floors, fit_logistic, out_of_fold
 
     features, right, sentences, off_topic = gate_examples(parser, rows)
     held_out = out_of_fold(features, right, sentences, l2=l2)
-    floor_agreement, floor_word, threshold = choose_floors(held_out, features, right, off_topic)
+    floors, threshold = choose_floors(held_out, features, right, off_topic)
     gate = fit_logistic(features, right, l2)
     gate.threshold, gate.acoustic_sha256 = threshold, acoustic_sha256
-    gate.min_agreement, gate.min_word_fit = floor_agreement, floor_word
+    floors.apply_to(gate)
     positives = sum(not c.negative for c, _ in rows)
-    acts = (held_out >= threshold) & pass_floors(features, floor_agreement, floor_word)
+    acts = (held_out >= threshold) & floors.passes(features)
     report = {"utterances": len(rows), "positives": positives, "negatives": len(rows) - positives,
-              "would_act": len(right), "threshold": threshold, "min_agreement": floor_agreement,
-              "min_word_fit": floor_word,
+              "would_act": len(right), "threshold": threshold, "min_agreement": floors.agreement,
+              "min_word_fit": floors.word_fit, "min_agreement_mass": floors.agreement_mass,
               "ungated_right_actions": int(right.sum()), "ungated_false_actions": int(off_topic.sum()),
               "right_actions": int((acts & right).sum()), "false_actions": int((acts & off_topic).sum()),
               "wrong_actions_on_positives": int((acts & ~right & ~off_topic).sum()),

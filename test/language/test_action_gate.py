@@ -102,16 +102,39 @@ def test_floors_veto_what_the_probability_would_let_through():
     probabilities = np.array([0.7, 0.8, 0.75, 0.9, 0.97, 0.6])
     right = np.array([True, True, True, True, False, False])
     off_topic = np.array([False, False, False, False, True, False])      # the last: a misheard command
-    floor_agreement, floor_word, threshold = choose_floors(probabilities, features, right, off_topic)
-    assert floor_agreement > 0.33 and threshold <= 0.7
-    acts = (probabilities >= threshold) & (features[:, agreement] >= floor_agreement) & \
-        (features[:, worst] >= floor_word)
+    floors, threshold = choose_floors(probabilities, features, right, off_topic)
+    assert floors.agreement > 0.33 and threshold <= 0.7
+    acts = (probabilities >= threshold) & floors.passes(features)
     assert acts[:4].all() and not acts[4:].any()
     gate = ActionGate(weights=[0.0] * len(FEATURES), bias=0.0, mean=[0.0] * len(FEATURES),
                       scale=[1.0] * len(FEATURES), threshold=0.4, min_agreement=0.5, min_word_fit=-3.0)
     assert "alternatives agree" in gate.refusal(features[4])
     assert "worst word" in gate.refusal(features[5])
     assert gate.refusal(features[0]) == ""                               # p = 0.5 >= 0.4
+
+
+def test_a_floor_on_the_agreeing_probability_mass_keeps_right_readings_a_share_floor_refuses():
+    """Right readings whose N-best hold many unlikely alternatives that read otherwise (a low
+    share, nearly all the mass agreeing), and talk whose alternatives are as likely as its best:
+    no share floor separates them, a mass floor does."""
+    features = np.zeros((6, len(FEATURES)))
+    share, mass = FEATURES.index("agreement"), FEATURES.index("agreement_mass")
+    features[:, share] = [0.25, 0.33, 0.5, 1.0, 0.5, 0.6]
+    features[:, mass] = [0.999, 0.998, 0.995, 1.0, 0.6, 0.7]
+    probabilities = np.array([0.8, 0.85, 0.9, 0.9, 0.95, 0.9])
+    right = np.array([True, True, True, True, False, False])
+    off_topic = np.array([False, False, False, False, True, True])
+    floors, threshold = choose_floors(probabilities, features, right, off_topic)
+    acts = (probabilities >= threshold) & floors.passes(features)
+    assert acts[:4].all() and not acts[4:].any()
+    assert floors.agreement_mass > 0.7
+    # with share floors alone, talk at 0.95 forces the threshold over every right reading but one
+    share_only, share_threshold = choose_floors(probabilities, features, right, off_topic, agreement_masses=(0.0,))
+    assert ((probabilities >= share_threshold) & share_only.passes(features) & right).sum() < 4
+    gate = ActionGate(weights=[0.0] * len(FEATURES), bias=0.0, mean=[0.0] * len(FEATURES),
+                      scale=[1.0] * len(FEATURES), threshold=0.4)
+    floors.apply_to(gate)
+    assert "probability agrees" in gate.refusal(features[4]) and gate.refusal(features[0]) == ""
 
 
 def test_gate_file_round_trip_and_refusals(tmp_path):
