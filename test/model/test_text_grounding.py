@@ -192,6 +192,36 @@ def test_a_text_only_answer_comes_from_the_grounding_map(model, monkeypatch):
     assert not strict.predict(text="heart").best_mask.any()
 
 
+def test_the_map_becomes_the_mask_at_its_threshold(model, monkeypatch):
+    """A map of -0.5 logits everywhere but -5 in the top-left quarter: at a threshold of -1 all
+    but that quarter is the answer; at 0 (the default) nothing is, and the decoder answers."""
+    from fluorosam_ros.model.mask_decoder import DecoderOutput
+
+    def empty_decode(embedding, points, tokens, multimask_output=True, grounding_logits=None, mask_logits=None):
+        return DecoderOutput(torch.full((1, 3, 64, 64), -5.0), torch.zeros(1, 3), torch.full((1,), -5.0))
+
+    def faint(embedding, tokens):
+        logits = torch.full((1, 16, 16), -0.5)
+        logits[:, :8, :8] = -5.0
+        return logits
+
+    monkeypatch.setattr(model, "decode", empty_decode)
+    monkeypatch.setattr(model, "ground_text", faint)
+    monkeypatch.setattr(model, "refine_grounding", lambda coarse, pixels, tokens: None)
+    image = np.random.default_rng(0).random((128, 128)).astype(np.float32)
+    answers = {}
+    for threshold in (-1.0, 0.0):
+        predictor = FluoroSAMPredictor(model, text_map_threshold_logit=threshold) if threshold else \
+            FluoroSAMPredictor(model)
+        predictor.set_image(image)
+        answers[threshold] = predictor.predict(text="heart")
+    low = answers[-1.0]
+    assert low.from_grounding and low.best_mask[100:, 100:].all() and not low.best_mask[:50, :50].any()
+    assert not answers[0.0].from_grounding and not answers[0.0].best_mask.any()
+    with pytest.raises(ValueError, match="finite"):
+        FluoroSAMPredictor(model, text_map_threshold_logit=float("nan"))
+
+
 def test_build_model_builds_the_grounding_a_checkpoint_has(model, tmp_path):
     with_grounding = tmp_path / "with.pt"
     save_checkpoint(model, with_grounding, "fluorosam_cpu_small")
