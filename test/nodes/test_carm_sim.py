@@ -113,6 +113,8 @@ def _move_with_intent_during(commander, target: CArmPose, kind: str):
 
     publisher = commander.create_publisher(IntentMsg, "/command/intent", RELIABLE_QOS)
     try:
+        # a message published before discovery matched carm_sim's subscription would be lost
+        assert commander._spin_until(lambda: publisher.get_subscription_count() > 0, 10.0)
         feedback = []
         handle = commander._wait_future(commander.send_move(target, None, False, feedback.append), 10.0)
         assert handle is not None and handle.accepted
@@ -145,7 +147,7 @@ def test_a_stop_intent_halts_the_move_without_the_planner_and_only_that_move(car
 def test_intents_other_than_stop_do_not_touch_the_move(carm):
     commander, _, _ = carm
     commander.spin_for(0.3)
-    target = -60.0 if commander.state.beta_deg > 0 else 60.0
+    target = -200.0 if commander.state.beta_deg > 0 else 200.0  # long enough for the intent to land mid-move
     result = _move_with_intent_during(commander, CArmPose(centre(commander), 0.0, target), "show")
     assert result.status == result.STATUS_SUCCEEDED, result.message
     assert result.final_state.beta_deg == pytest.approx(target)
