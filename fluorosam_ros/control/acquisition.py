@@ -18,6 +18,7 @@ from typing import Callable, Protocol
 
 import numpy as np
 
+from ..evaluation.metrics import dice
 from ..geometry.carm import CArmState
 from ..twin.patient import PatientError
 from .collimation import check_coverage
@@ -31,7 +32,7 @@ from .safety import PlanningInputError
 from .structure import LocalisedStructure
 from .twin_prior import TwinPrior
 from .views import NamedView, parse_view, pivot_from_mask, propose_second_view
-from .visual_hull import LocalisationError, PosedMask, dice, reproject_points
+from .visual_hull import LocalisationError, PosedMask, reproject_points
 
 log = logging.getLogger(__name__)
 

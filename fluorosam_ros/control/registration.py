@@ -27,11 +27,12 @@ from typing import Mapping, Sequence
 import numpy as np
 from scipy import ndimage, optimize
 
+from ..evaluation.metrics import dice
 from ..geometry.camera import CameraProjection
 from ..geometry.transforms import apply, rigid, rotation_about_axis
 from .safety import PlanningInputError, finite_scalar
 from .twin_prior import TwinPrior
-from .visual_hull import PosedMask, dice, reproject_points
+from .visual_hull import PosedMask, reproject_points
 
 log = logging.getLogger(__name__)
 

@@ -21,6 +21,7 @@ from typing import Sequence
 import numpy as np
 from scipy import ndimage
 
+from ..evaluation.metrics import dice
 from ..geometry.camera import CameraProjection
 from ..geometry.carm import CArmState
 from ..geometry.transforms import angle_between_deg, apply
@@ -261,11 +262,6 @@ def reproject_points(points_world: np.ndarray, camera: CameraProjection, closing
         padded = ndimage.binary_closing(padded, structure, iterations=closing_px)
         image = padded[pad:-pad, pad:-pad]
     return image
-
-
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    total = int(a.sum()) + int(b.sum())
-    return 1.0 if total == 0 else 2.0 * int((a & b).sum()) / total
 
 
 # ---- the hull -----------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from rclpy.executors import SingleThreadedExecutor
 from std_msgs.msg import Header, String
 
 from fluorosam_ros.control.anatomy import UnknownStructure, resolve_target
+from fluorosam_ros.evaluation.metrics import dice
 from fluorosam_ros.launch_runner import Launcher, load_launch_file
 from fluorosam_ros.msg import AudioChunk
 from fluorosam_ros.msg import Intent as IntentMsg
@@ -119,11 +120,6 @@ class GroundTruth:
         state = carm_state_from_msg(state_msg, carm_config_from_msg(state_msg, *self.bounds))
         result = self.renderer.render(state, structures=list(members))
         return np.logical_or.reduce([result.mask(name) for name in members])
-
-
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    total = int(a.sum()) + int(b.sum())
-    return 1.0 if total == 0 else 2.0 * float(np.logical_and(a, b).sum()) / total
 
 
 def _slots(intent: IntentMsg) -> str:
