@@ -35,7 +35,13 @@ def node():
         node.destroy_node()
         rclpy.try_shutdown()
         peer.send_signal(signal.SIGINT)
-        peer.wait(10)
+        try:
+            peer.wait(10)
+        except subprocess.TimeoutExpired:
+            # the stand-in peer (not product code) once hung in rclpy's shutdown on a clean CI
+            # run; the interfaces were already checked, so end it rather than fail the teardown
+            peer.kill()
+            peer.wait(10)
 
 
 def spin_until(node, predicate, timeout_s=30.0):
