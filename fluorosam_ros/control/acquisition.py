@@ -429,7 +429,6 @@ class _Loop:
         mask that spills past the target would misjudge a well-centred view."""
         field = state.collimation.field_mask(state.config.sensor_width_px, state.config.sensor_height_px)
         agreement = dice(mask & field, target & field)
-        self.measure["final_mask_dice"] = agreement
         if agreement < self.config.registration.min_aligned_dice:
             log.info("AcquireView %s: the last frame's mask does not match the localisation (Dice %.2f); "
                      "centring judged from the localisation", self.request.structure, agreement)

@@ -59,8 +59,9 @@ class FluoroSAMConfig:
 CONFIGS = {
     # CPU-friendly: ImageNet EfficientNet-Lite0 at 256^2, MiniLM text tower.
     # The dense text grounding makes text prompts learnable from a CPU's budget of data and steps.
-    # The grounding refiner and mask prompts are opt-in (overrides, `fluorosam train
-    # --grounding-refiner --mask-prompts`): the bundled weights predate them (model card, run 8).
+    # The grounding refiner and mask prompts are opt-in for a model built without weights
+    # (overrides, `fluorosam train --grounding-refiner --mask-prompts`); a checkpoint that has them,
+    # as the bundled one does (run 8), builds them.
     "fluorosam_cpu_small": FluoroSAMConfig("fluorosam_cpu_small", "efficientnet_lite0", 256, text_grounding=True,
                                            grounding_context=True),
     # The paper's configuration: Swin-L at 448^2, CLIP ViT-B/32 text tower (512-d),

@@ -26,7 +26,6 @@ from torch.nn import functional as F
 from .image_encoder import SKIP_CHANNELS
 
 
-
 class GroundingRefiner(nn.Module):
     """(coarse logits (B, h, w), embedding, skips, sentence embeddings) -> (B, 4h, 4w) logits."""
 

@@ -84,8 +84,10 @@ class TrainConfig:
     mask_prompt_none_probability: float = 0.15
     text_token_scale: float | None = None  # None: the registry's
     text_grounding: bool | None = None     # the dense text grounding; None: the registry's
-    grounding_refiner: bool | None = None  # the grounding refiner; None: the registry's (or --init-from's)
-    mask_input: bool | None = None         # mask prompts into the decoder; None: as grounding_refiner
+    # None: the registry's (off); --init-from weights that have them need them asked for (else
+    # loading stops at their unexpected keys)
+    grounding_refiner: bool | None = None  # the grounding refiner
+    mask_input: bool | None = None         # mask prompts into the decoder
     reinit_text_path: bool = False       # fresh text MLP and codebook (e.g. after a collapsed codebook)
     log_every: int = 10
     augment: bool = True
