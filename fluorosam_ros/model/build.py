@@ -61,7 +61,7 @@ CONFIGS = {
     # The dense text grounding makes text prompts learnable from a CPU's budget of data and steps.
     # The grounding refiner and mask prompts are opt-in for a model built without weights
     # (overrides, `fluorosam train --grounding-refiner --mask-prompts`); a checkpoint that has them,
-    # as the bundled one does (run 8), builds them.
+    # as the bundled one does (run 8), builds them, and so does training from one (--init-from).
     "fluorosam_cpu_small": FluoroSAMConfig("fluorosam_cpu_small", "efficientnet_lite0", 256, text_grounding=True,
                                            grounding_context=True),
     # The paper's configuration: Swin-L at 448^2, CLIP ViT-B/32 text tower (512-d),
@@ -107,11 +107,8 @@ def build_model(name: str, checkpoint: str | Path | None = None, sentence_encode
     overrides = dict(overrides or {})
     payload = read_checkpoint(checkpoint, expected_name=name) if checkpoint is not None else None
     if payload is not None:
-        keys = [str(key) for key in payload["model"]]
-        overrides.setdefault("text_grounding", any(key.startswith(GROUNDING_PREFIXES) for key in keys))
-        overrides.setdefault("grounding_context", any(key.startswith(CONTEXT_PREFIXES) for key in keys))
-        overrides.setdefault("grounding_refiner", any(key.startswith(REFINER_PREFIXES) for key in keys))
-        overrides.setdefault("mask_input", any(key.startswith(MASK_INPUT_PREFIXES) for key in keys))
+        for part, present in parts_in_weights(payload["model"]).items():
+            overrides.setdefault(part, present)
     config = replace(CONFIGS[name], **overrides)
     if config.image_encoder == "swin_l" and checkpoint is None:
         raise CheckpointError("fluorosam_swin_l has no bundled weights: pass checkpoint=<your weights file>")
@@ -123,6 +120,14 @@ def build_model(name: str, checkpoint: str | Path | None = None, sentence_encode
     if payload is not None:
         _load_payload(model, payload, Path(checkpoint))
     return model
+
+
+def parts_in_weights(state: dict) -> dict[str, bool]:
+    """Which optional parts (FluoroSAMConfig flags) a state dict holds weights for."""
+    keys = [str(key) for key in state]
+    return {part: any(key.startswith(prefixes) for key in keys)
+            for part, prefixes in (("text_grounding", GROUNDING_PREFIXES), ("grounding_context", CONTEXT_PREFIXES),
+                                   ("grounding_refiner", REFINER_PREFIXES), ("mask_input", MASK_INPUT_PREFIXES))}
 
 
 def weights_digest(state: dict[str, torch.Tensor]) -> str:

@@ -31,7 +31,7 @@ from torch.nn.parallel import DistributedDataParallel
 from ..data.augment import SimToRealAugmenter
 from ..data.dataset import FluoroSegDataset
 from ..data.shards import Sample
-from ..model.build import build_model, load_checkpoint, save_checkpoint
+from ..model.build import build_model, load_checkpoint, parts_in_weights, read_checkpoint, save_checkpoint
 from ..model.fluorosam import GROUNDING_PREFIXES, FluoroSAM
 from ..serialization import to_jsonable
 from .embedding_cache import EmbeddingCache, embed_items, embed_items_with_skips
@@ -84,8 +84,7 @@ class TrainConfig:
     mask_prompt_none_probability: float = 0.15
     text_token_scale: float | None = None  # None: the registry's
     text_grounding: bool | None = None     # the dense text grounding; None: the registry's
-    # None: the registry's (off); --init-from weights that have them need them asked for (else
-    # loading stops at their unexpected keys)
+    # None: the registry's (off), or on where the --init-from weights have them
     grounding_refiner: bool | None = None  # the grounding refiner
     mask_input: bool | None = None         # mask prompts into the decoder
     reinit_text_path: bool = False       # fresh text MLP and codebook (e.g. after a collapsed codebook)
@@ -132,6 +131,12 @@ class Trainer:
             overrides["grounding_refiner"] = config.grounding_refiner
         if config.mask_input is not None:
             overrides["mask_input"] = config.mask_input
+        if config.init_from and model is None:
+            # the opt-in parts the starting weights have are built, not refused as unexpected keys
+            present = parts_in_weights(read_checkpoint(config.init_from, expected_name=config.model)["model"])
+            for part in ("grounding_refiner", "mask_input"):
+                if present[part]:
+                    overrides.setdefault(part, True)
         self.module = (model or build_model(config.model, overrides=overrides)).to(self.device)
         if config.init_from:  # weights from before the dense text grounding: it starts fresh
             load_checkpoint(self.module, config.init_from, expected_name=config.model)
@@ -605,9 +610,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--freeze-grounding", action="store_true",
                         help="keep the text grounding as it is (its dense embedding into the decoder still trains)")
     parser.add_argument("--grounding-refiner", action=argparse.BooleanOptionalAction, default=None,
-                        help="build the model with (or without) the grounding refiner (default: the registry's)")
+                        help="build the model with (or without) the grounding refiner (default: as the --init-from weights, else the registry's)")
     parser.add_argument("--mask-prompts", action=argparse.BooleanOptionalAction, default=None,
-                        help="build the model with (or without) mask prompts into the decoder (default: the registry's)")
+                        help="build the model with (or without) mask prompts into the decoder (default: as the --init-from weights, else the registry's)")
     parser.add_argument("--pretrain-refiner", type=int, default=defaults.refiner_pretrain_steps, metavar="STEPS",
                         help="then train the grounding refiner alone for STEPS steps (with --freeze-image-encoder; "
                              "the text-only answer at S/4)")

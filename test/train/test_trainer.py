@@ -191,6 +191,20 @@ def test_click_rounds_get_the_previous_best_answer_as_their_mask_prompt(data_dir
     assert plain._mask_prompt(refined, previous, terms) is None
 
 
+def test_training_from_the_bundled_weights_builds_the_parts_they_have(data_dir, tmp_path):
+    """--init-from weights with the (opt-in) refiner and mask prompts build both; asked off, the
+    extra weights are refused by name instead of dropped."""
+    from fluorosam_ros.model.build import CheckpointError, bundled_checkpoint
+
+    weights = bundled_checkpoint("fluorosam_cpu_small")
+    trainer = Trainer(config_for(data_dir, tmp_path, max_steps=0, image_size=None, init_from=str(weights)))
+    assert trainer.module.grounding_refiner is not None
+    assert trainer.module.prompt_encoder.mask_downscaling is not None
+    with pytest.raises(CheckpointError, match="grounding_refiner"):
+        Trainer(config_for(data_dir, tmp_path / "off", max_steps=0, image_size=None, init_from=str(weights),
+                           grounding_refiner=False))
+
+
 def test_a_frozen_grounding_stays_as_it_is_while_its_dense_embedding_trains(data_dir, tmp_path):
     trainer = Trainer(config_for(data_dir, tmp_path, max_steps=3, lr=1e-3, freeze_grounding=True),
                       model=tiny_model())
