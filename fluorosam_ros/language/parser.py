@@ -64,7 +64,8 @@ NEGATIONS = ("not", "never", "no", "nope")
 UNDO_PHRASES = ("undo", "go back", "move back to the previous", "back to the previous", "previous view",
                 "previous position", "last position", "last view", "revert", "as before",
                 "return to the previous", "return to the last", "back to where", "step back",
-                "where we were", "where it was", "the way it was")
+                "where we were", "where it was", "the way it was", "last move", "previous move", "last step",
+                "last change", "that move", "put it back", "put back")
 ZOOM_IN = ("zoom in", "magnify", "enlarge", "increase magnification", "more magnification", "zoom closer")
 ZOOM_OUT = ("zoom out", "unzoom", "demagnify", "reduce magnification", "less magnification",
             "decrease magnification", "zoom back out")
@@ -82,7 +83,11 @@ MOVE_WORDS = ("move", "go", "shift", "pan", "slide", "translate", "nudge", "brin
 ACQUIRE_PHRASES = ("take a shot", "take a picture", "take an image", "take a film", "take an xray",
                    "take a fluoro", "take one", "take 1", "shoot", "acquire", "acquisition", "expose", "exposure",
                    "fluoro", "fluoroscopy", "snap", "capture", "beam on", "xray now", "shot", "image now",
-                   "fire", "take a pic", "picture now", "one shot", "take an exposure", "radiate")
+                   "fire", "take a pic", "picture now", "one shot", "take an exposure", "radiate",
+                   # a repeat of the last exposure, same pose
+                   "another shot", "another image", "another picture",
+                   "1 more shot", "1 more image", "1 more picture", "repeat the shot", "repeat the image",
+                   "repeat the last shot", "repeat the last image", "repeat the exposure", "same again")
 WHERE_PHRASES = ("where is", "where are", "where", "find", "locate", "highlight", "segment", "outline",
                  "mark", "identify", "point out", "which", "what is", "what are", "is that", "is this",
                  "can you see", "do you see", "label", "show where")
@@ -299,7 +304,7 @@ class CommandParser:
             return self._where(joined, tokens, span, text, source, make, question)
         if span is not None or self._view(joined)[0]:
             return self._show(joined, tokens, span, text, source, make)
-        if _MOVE.search(joined):
+        if _MOVE.search(joined) or self._bare_distance_move(joined):
             return self._move(joined, text, source, make)
         if _ACQUIRE.search(joined):
             rest = _ACQUIRE.sub(" ", joined)
@@ -462,6 +467,11 @@ class CommandParser:
         return make(kind, self._confidence(rest), direction=directions[0], amount=amount,
                     unit="deg" if not math.isnan(amount) else "")
 
+    def _bare_distance_move(self, joined: str) -> bool:
+        """'left 2 cm', 'up 5 mm': a direction and a distance without a verb are a move."""
+        amount, unit, rest = self._amount(joined, default_unit="")
+        return unit == "mm" and bool(self._direction(rest, K.MOVE_DIRECTIONS)[0])
+
     def _move(self, joined: str, text: str, source: str, make) -> Intent:
         amount, unit, rest = self._amount(joined, default_unit="")
         if not math.isnan(amount) and unit not in ("mm",):
@@ -483,7 +493,8 @@ class CommandParser:
 
     def _where(self, joined, tokens, span, text, source, make, question) -> Intent:
         rest = _WHERE.sub(" ", self._strip_span(tokens, span))
-        rest = re.sub(r"\b(show|located|lie|lies|find|it|me|you|can|see|please)\b", " ", rest)
+        rest = re.sub(r"\b(show|located|situated|lie|lies|sit|sits|find|it|me|you|can|see|please|would|should|be|"
+                      r"one|1)\b", " ", rest)  # "which one is", "where would the pancreas be"
         confidence = self._confidence(rest) if span is not None else 0.0
         if confidence >= 1.0:
             return make(K.WHERE, confidence, structure=span.name)
@@ -507,7 +518,13 @@ class CommandParser:
         if _OBLIQUE_ALONE.search(rest):
             return not_understood(text, "which oblique: left or right?", source=source,
                                   candidates=("view=oblique_left", "view=oblique_right"))
-        confidence = self._confidence(rest)
+        if span is not None:
+            other = self._find_structure(rest.split())
+            if other is not None and other.name != span.name:
+                return not_understood(text, f"two structures named ({span.name}, {other.name}): one at a time",
+                                      candidates=(f"show(structure={span.name})", f"show(structure={other.name})"),
+                                      source=source)
+        confidence = self._confidence(rest, self._unexplained_qualifier(tokens, span, rest))
         if verb is None:
             # "left femur" or "femur lateral" alone: a show, but a cautious one; with any other
             # word ("pass the scalpel") it is talk that names a structure, not a request
@@ -525,6 +542,19 @@ class CommandParser:
             if fallback.understood and fallback.confidence > confidence:
                 return fallback
         return make(K.SHOW, confidence, structure=span.name, **slots)
+
+    @staticmethod
+    def _unexplained_qualifier(tokens: list[str], span: _Span | None, rest: str) -> int:
+        """1 when the word right before the structure (past its modifiers) is one no rule
+        explained: "the shin bone" is not the skeleton that "bone" alone names, so an unknown
+        qualifier costs twice (a show with one is refused), 0 otherwise."""
+        if span is None:
+            return 0
+        before = span.start - 1
+        while before >= 0 and tokens[before] in STRUCTURE_MODIFIERS:
+            before -= 1
+        unexplained = set(_FILLER.sub(" ", rest).split())
+        return int(before >= 0 and tokens[before] in unexplained)
 
     # -- embedding fallback -----------------------------------------------------------------
 

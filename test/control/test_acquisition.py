@@ -64,7 +64,6 @@ def _run(default_patient, default_renderer, patient_carm, segmenter_kind, config
     loop = ViewAcquisition(carm, segmenter, config, prior)
     outcome = loop.run(AcquireRequest(name, view))
     translation, rotation = rigid_difference(loop.prior.world_from_twin, np.eye(4), centroid)
-    loop.segmenter_used = segmenter
     return outcome, translation, rotation, loop
 
 
@@ -112,7 +111,7 @@ def test_a_last_mask_that_disagrees_with_the_localisation_does_not_judge_the_vie
     view is judged (and found centred) from the localisation, not from the spilled mask."""
     outcome, _, _, loop = _run(default_patient, default_renderer, patient_carm, "spill", PlannerConfig(),
                                name="vertebrae_L1", view="ap", seed=3)
-    assert loop.segmenter_used.spilled >= 1
+    assert loop.segmenter.spilled >= 1
     assert outcome.success, outcome.message
     assert "did not match the twin" in outcome.message
     # judged on the localisation's centring, not on the spilled mask's (much further off)

@@ -126,6 +126,34 @@ def test_the_machine_and_directions_after_the_are_no_unknown_target(grammar, tex
     assert (intent.kind, intent.slots()) == (kind, slots)
 
 
+@pytest.mark.parametrize("text, expected", [
+    ("undo the last move", {"kind": "undo"}),
+    ("put it back", {"kind": "undo"}),
+    ("take another shot", {"kind": "acquire"}),
+    ("repeat the last image", {"kind": "acquire"}),
+    ("one more image please", {"kind": "acquire"}),
+    ("up 1 cm", {"kind": "move", "direction": "up", "amount": 10.0, "unit": "mm"}),   # no verb, a distance
+    ("left 5 millimetres", {"kind": "move", "direction": "left", "amount": 5.0, "unit": "mm"}),
+    ("which one is the left kidney", {"kind": "where", "structure": "kidney_left"}),
+    ("where would the pancreas be", {"kind": "where", "structure": "pancreas"}),
+])
+def test_everyday_forms_of_undo_repeat_bare_moves_and_questions(grammar, text, expected):
+    intent = grammar.parse(text)
+    assert slots(intent) == expected, intent.describe()
+
+
+@pytest.mark.parametrize("text, error", [
+    ("show me the shin bone", "confidence"),      # "bone" alone is the skeleton; "shin" is unknown
+    ("show me the heart and lungs", "one at a time"),
+    ("pass me another one", ""),                  # instruments, not a repeat exposure
+    ("left 2", ""),                               # no verb and no unit: nothing to act on
+])
+def test_an_unknown_qualifier_or_a_second_structure_is_refused(grammar, text, error):
+    intent = grammar.parse(text)
+    assert intent.kind == K.NOT_UNDERSTOOD and not intent.acts, intent.describe()
+    assert error in intent.error
+
+
 def test_unknown_anatomy_offers_spelling_neighbours(grammar):
     intent = grammar.parse("show me the left femor")
     # "femor" is no vocabulary word; "left" alone names nothing
