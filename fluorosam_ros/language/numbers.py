@@ -41,6 +41,7 @@ def tokenize(text: str) -> list[str]:
         text = re.sub(rf"\b{re.escape(short)}\b", long, text)
     text = re.sub(r"(\d)(mm|cm|deg|degs|degrees|millimet(?:er|re)s?|centimet(?:er|re)s?)\b", r"\1 \2", text)
     text = text.replace("x-ray", "xray").replace("x ray", "xray")
+    text = re.sub(r"\b(head|foot)-(wards?)\b", r"\1\2", text)     # "head-ward" is "headward"
     # A decimal point must survive; every other punctuation mark becomes a space.
     text = re.sub(r"(?<!\d)\.|\.(?!\d)", " ", text)
     return _TOKEN.findall(text)

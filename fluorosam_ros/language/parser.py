@@ -60,19 +60,28 @@ class ParserConfig:
 STOP_PHRASES = ("stop", "stopp", "halt", "freeze", "abort", "emergency", "hold still", "hold it",
                 "hold on", "stay still", "keep still", "do not move", "dont move", "no motion",
                 "no movement", "cease", "wait wait", "whoa")
+# Alone (or nearly), "wait" and "cancel" ask to stop what is happening; inside a sentence ("let us
+# wait for the radiologist", "the case got cancelled") they are talk.
+_SHORT_STOP = re.compile(r"^(?:(?:hey|oh|no|please) )?(?:wait|cancel|cancel (?:that|it|this|the move|the motion))"
+                         r"(?: (?:a second|a sec|a moment|1 second|1 sec|1 moment|please|now))?$")
 NEGATIONS = ("not", "never", "no", "nope")
 UNDO_PHRASES = ("undo", "go back", "move back to the previous", "back to the previous", "previous view",
                 "previous position", "last position", "last view", "revert", "as before",
                 "return to the previous", "return to the last", "back to where", "step back",
                 "where we were", "where it was", "the way it was", "last move", "previous move", "last step",
                 "last change", "that move", "put it back", "put back")
-ZOOM_IN = ("zoom in", "magnify", "enlarge", "increase magnification", "more magnification", "zoom closer")
+ZOOM_IN = ("zoom in", "magnify", "enlarge", "increase magnification", "more magnification", "zoom closer",
+           "magnification up", "up the magnification", "increase the magnification", "more zoom")
 ZOOM_OUT = ("zoom out", "unzoom", "demagnify", "reduce magnification", "less magnification",
-            "decrease magnification", "zoom back out")
+            "decrease magnification", "zoom back out", "magnification down", "reduce the magnification",
+            "decrease the magnification", "less zoom")
 COLLIMATE_WORDS = ("collimate", "collimation", "collimator", "collimators", "cone", "coning",
                    "shutter", "shutters")
+# Opening the field fully names the collimator without naming it
+OPEN_FIELD_PHRASES = ("full field", "open it all the way", "open all the way", "open it up all the way",
+                      "open up all the way", "open it fully", "open fully", "open it up fully", "open up fully")
 COLLIMATE_DIRECTIONS = {
-    "open": ("open", "opened", "remove", "off", "full field", "fully open", "no collimation"),
+    "open": ("open", "opened", "remove", "off", "full field", "fully open", "no collimation", "open fully"),
     "tighter": ("tighter", "tighten", "narrower", "narrow", "down", "in", "closer", "more", "close"),
     "wider": ("wider", "widen", "loosen", "looser", "less", "bit wider", "out"),
 }
@@ -90,15 +99,18 @@ ACQUIRE_PHRASES = ("take a shot", "take a picture", "take an image", "take a fil
                    "repeat the last shot", "repeat the last image", "repeat the exposure", "same again")
 WHERE_PHRASES = ("where is", "where are", "where", "find", "locate", "highlight", "segment", "outline",
                  "mark", "identify", "point out", "which", "what is", "what are", "is that", "is this",
-                 "can you see", "do you see", "label", "show where")
+                 "can you see", "do you see", "label", "show where", "show me where")
 SHOW_PHRASES = ("show", "center on", "centre on", "center", "centre", "go to", "move to", "take me to",
                 "get me", "give me", "let me see", "see", "view", "look at", "focus on", "bring up",
                 "frame", "target", "image", "visualize", "visualise", "display", "pan to", "move over to",
                 "put", "i want", "i need", "we need", "need", "want", "get", "over to", "on to", "onto",
                 "aim at", "aim for", "position on", "xray", "take an image of", "take a picture of",
-                "take a shot of", "take an xray of", "take a film of", "xray of", "shoot")
+                "take a shot of", "take an xray of", "take a film of", "xray of", "shoot", "do",
+                # a named view to return to ("back to AP", "flip to lateral"), not an undo
+                "back to", "go back to", "return to", "flip to", "switch to", "change to", "swap to")
+# spoken questions carry no "?": "can you see the aorta" asks where it is, it does not ask to move
 QUESTION_STARTS = ("what", "which", "where", "who", "is", "are", "can you tell", "do you know",
-                   "how")
+                   "how", "can you see", "do you see", "could you see", "can you spot", "can you find")
 
 DIRECTION_PHRASES = {
     "cranial": ("cranial", "cranially", "cephalad", "headward", "headwards", "toward the head",
@@ -130,7 +142,7 @@ UNIT_WORDS = {
     "deg": ("degree", "degrees", "deg", "degs"),
 }
 FILLER_PHRASES = ("a little bit", "a bit", "a little", "little bit", "slightly", "a touch", "just a touch",
-                  "a tad", "please", "thank you", "thanks", "okay", "ok", "alright", "all right", "now",
+                  "a tad", "a hair", "a smidge", "please", "thank you", "thanks", "okay", "ok", "alright", "all right", "now",
                   "hey", "can i", "could i", "may i", "can you", "could you", "would you", "will you", "can we", "could we", "let us",
                   "lets", "i would like", "i would like to", "i d like", "i like", "for me", "for us", "quickly",
                   "just", "right now", "real quick", "again", "so", "then", "and", "um", "uh", "er",
@@ -158,6 +170,7 @@ _ZOOM_IN = _phrase_regex(ZOOM_IN)
 _ZOOM_OUT = _phrase_regex(ZOOM_OUT)
 _ZOOM = re.compile(r"\bzoom\b")
 _COLLIMATE = _phrase_regex(COLLIMATE_WORDS)
+_OPEN_FIELD = _phrase_regex(OPEN_FIELD_PHRASES)
 _ROTATE = _phrase_regex(ROTATE_WORDS)
 _TILT = _phrase_regex(TILT_WORDS)
 _MOVE = _phrase_regex(MOVE_WORDS)
@@ -165,6 +178,12 @@ _ACQUIRE = _phrase_regex(ACQUIRE_PHRASES)
 _WHERE = _phrase_regex(WHERE_PHRASES)
 _SHOW = _phrase_regex(SHOW_PHRASES)
 _FILLER = _phrase_regex(FILLER_PHRASES)
+_SMALL_AMOUNT = _phrase_regex(("a little bit", "a bit", "a little", "little bit", "slightly", "a touch", "a tad",
+                               "a hair", "a smidge"))
+_SHOW_WHERE = _phrase_regex(("show where", "show me where"))
+_RETURN_TO = re.compile(r"\b(?:back|return|flip|switch|change|swap) to\b")
+# what only an undo says: "back to the previous view", "return to where we were"
+_UNDO_ONLY = re.compile(r"\b(?:previous|last|before|where|was|were|undo|revert)\b")
 _QUESTION = re.compile(r"^(?:" + "|".join(re.escape(q) for q in QUESTION_STARTS) + r")\b")
 _VIEWS = {view: _phrase_regex(phrases) for view, phrases in VIEW_PHRASES.items()}
 _DIRECTIONS = {d: _phrase_regex(p) for d, p in DIRECTION_PHRASES.items()}
@@ -282,17 +301,17 @@ class CommandParser:
             return Intent(kind, confidence=max(0.0, min(1.0, confidence)), source_text=text,
                           source=source, **slots)
 
-        if _STOP.search(joined):
+        if _STOP.search(joined) or _SHORT_STOP.match(joined):
             return make(K.STOP)
         if _NEGATION.search(joined):
             return not_understood(text, "negated request refused (say what to do, or 'stop')",
                                   source=source)
         # Explained words are removed from `rest`; what remains costs confidence.
-        if _UNDO.search(joined):
+        if _UNDO.search(joined) and not self._returns_to_target(joined, tokens):
             return make(K.UNDO, self._confidence(_UNDO.sub(" ", joined)))
         if _ZOOM.search(joined) or _ZOOM_IN.search(joined) or _ZOOM_OUT.search(joined):
             return self._zoom(joined, make)
-        if _COLLIMATE.search(joined):
+        if _COLLIMATE.search(joined) or _OPEN_FIELD.search(joined):
             return self._collimate(joined, tokens, text, source, make)
         question = bool(_QUESTION.search(joined)) or text.strip().endswith("?")
         span = self._find_structure(tokens)
@@ -300,11 +319,12 @@ class CommandParser:
             return self._turn(K.TILT, _TILT, joined, make)
         if _ROTATE.search(joined) and not span and (not self._view(joined)[0] or _NUMBER_UNIT.search(joined)):
             return self._turn(K.ROTATE, _ROTATE, joined, make)
-        if _WHERE.search(joined) and (question or not _SHOW.search(joined) or span is None):
+        if _WHERE.search(joined) and (question or not _SHOW.search(joined) or span is None
+                                      or _SHOW_WHERE.search(joined)):
             return self._where(joined, tokens, span, text, source, make, question)
         if span is not None or self._view(joined)[0]:
             return self._show(joined, tokens, span, text, source, make)
-        if _MOVE.search(joined) or self._bare_distance_move(joined):
+        if _MOVE.search(joined) or self._bare_distance_move(joined) or self._bare_nudge(joined):
             return self._move(joined, text, source, make)
         if _ACQUIRE.search(joined):
             rest = _ACQUIRE.sub(" ", joined)
@@ -446,7 +466,7 @@ class CommandParser:
             self._unknown_target(marked, text, source, _COLLIMATION_TARGET)
         if refusal is not None:
             return refusal
-        rest = re.sub(r"\b(up|the|field|a|bit)\b", " ", rest)
+        rest = re.sub(r"\b(up|the|field|a|bit|all the way|fully)\b", " ", rest)
         return make(K.COLLIMATE, self._confidence(rest), direction=direction)
 
     def _turn(self, kind: str, verb: re.Pattern, joined: str, make) -> Intent:
@@ -471,6 +491,19 @@ class CommandParser:
         """'left 2 cm', 'up 5 mm': a direction and a distance without a verb are a move."""
         amount, unit, rest = self._amount(joined, default_unit="")
         return unit == "mm" and bool(self._direction(rest, K.MOVE_DIRECTIONS)[0])
+
+    def _bare_nudge(self, joined: str) -> bool:
+        """'a touch to the left', 'slightly up': a small amount and one direction, nothing else."""
+        if not _SMALL_AMOUNT.search(joined):
+            return False
+        directions, rest = self._direction(joined, K.MOVE_DIRECTIONS)
+        return len(directions) == 1 and not _FILLER.sub(" ", rest).split()
+
+    def _returns_to_target(self, joined: str, tokens: list[str]) -> bool:
+        """'go back to the AP view', 'back to the liver': a named view or structure to show
+        again, not the previous pose."""
+        return bool(_RETURN_TO.search(joined) and not _UNDO_ONLY.search(joined)
+                    and (self._view(joined)[0] or self._find_structure(tokens) is not None))
 
     def _move(self, joined: str, text: str, source: str, make) -> Intent:
         amount, unit, rest = self._amount(joined, default_unit="")

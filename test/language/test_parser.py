@@ -142,6 +142,41 @@ def test_everyday_forms_of_undo_repeat_bare_moves_and_questions(grammar, text, e
     assert slots(intent) == expected, intent.describe()
 
 
+@pytest.mark.parametrize("text, expected", [
+    # a named view to return to is a show, not an undo (which would restore the last pose)
+    ("go back to the AP view", {"kind": "show", "view": "ap"}),
+    ("back to AP", {"kind": "show", "view": "ap"}),
+    ("flip to lateral", {"kind": "show", "view": "lateral"}),
+    ("go back to the previous view", {"kind": "undo"}),
+    ("return to where we were", {"kind": "undo"}),
+    ("go back to the liver", {"kind": "show", "structure": "liver"}),
+    ("a hair to the right", {"kind": "move", "direction": "right"}),
+    # alone, "wait" and "cancel" stop; inside talk they do not
+    ("wait", {"kind": "stop"}),
+    ("cancel that", {"kind": "stop"}),
+    ("magnification up", {"kind": "zoom", "direction": "in"}),        # the fallback read it as out
+    ("magnification down", {"kind": "zoom", "direction": "out"}),
+    ("full field please", {"kind": "collimate", "direction": "open"}),
+    ("open it all the way", {"kind": "collimate", "direction": "open"}),
+    ("a touch to the left", {"kind": "move", "direction": "left"}),
+    ("head-ward 10 millimetres", {"kind": "move", "direction": "cranial", "amount": 10.0, "unit": "mm"}),
+    ("show me where the trachea is", {"kind": "where", "structure": "trachea"}),
+    ("can you see the aorta", {"kind": "where", "structure": "aorta"}),   # spoken: no "?"
+    ("where is the aortic arch", {"kind": "where", "structure": "aorta"}),
+    ("can we do an outlet projection of the pelvis", {"kind": "show", "structure": "pelvis", "view": "outlet"}),
+])
+def test_views_to_return_to_short_stops_zoom_and_field_words(grammar, text, expected):
+    intent = grammar.parse(text)
+    assert slots(intent) == expected, intent.describe()
+
+
+@pytest.mark.parametrize("text", ["let us wait for the radiologist", "the case got cancelled",
+                                  "we have a full field of view", "a touch"])
+def test_stop_and_field_words_inside_talk_do_not_act(grammar, text):
+    intent = grammar.parse(text)
+    assert intent.kind not in ("stop",) and not intent.acts, intent.describe()
+
+
 @pytest.mark.parametrize("text, error", [
     ("show me the shin bone", "confidence"),      # "bone" alone is the skeleton; "shin" is unknown
     ("show me the heart and lungs", "one at a time"),
