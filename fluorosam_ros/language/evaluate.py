@@ -206,6 +206,8 @@ def evaluate_speech(parser, recognizer, commands: Sequence[Command], voices: Seq
 
 
 TUNING_PATH = Path(__file__).with_name("eval") / "tuning.yaml"
+# splits of the tuning sentences into folds whose held-out probabilities are averaged (action_gate.out_of_fold)
+GATE_FOLD_SPLITS = 20
 
 
 def tuning_commands(parser, commands: int = 100, seed: int = 1234, path: Path | None = None) -> list[Command]:
@@ -316,14 +318,15 @@ def gate_examples(parser, rows) -> tuple[Any, Any, list[str], Any]:
     return np.array(features), np.array(right), sentences, np.array(off_topic)
 
 
-def fit_action_gate(parser, rows, acoustic_sha256: str, l2: float = 1.0) -> tuple[Any, dict[str, Any]]:
+def fit_action_gate(parser, rows, acoustic_sha256: str, l2: float = 1.0,
+                    fold_splits: int = GATE_FOLD_SPLITS) -> tuple[Any, dict[str, Any]]:
     """The learned gate (action_gate.py) of these tuning recognitions and how it does on them,
     out of fold: floors and threshold from `action_gate.choose_floors` (no tuning negative acts,
     wrong readings at most 1.5 % of the actions)."""
     from .action_gate import choose_floors, fit_logistic, out_of_fold
 
     features, right, sentences, off_topic = gate_examples(parser, rows)
-    held_out = out_of_fold(features, right, sentences, l2=l2)
+    held_out = out_of_fold(features, right, sentences, l2=l2, repeats=fold_splits)
     floors, threshold = choose_floors(held_out, features, right, off_topic)
     gate = fit_logistic(features, right, l2)
     gate.threshold, gate.acoustic_sha256 = threshold, acoustic_sha256
@@ -337,7 +340,7 @@ def fit_action_gate(parser, rows, acoustic_sha256: str, l2: float = 1.0) -> tupl
               "right_actions": int((acts & right).sum()), "false_actions": int((acts & off_topic).sum()),
               "wrong_actions_on_positives": int((acts & ~right & ~off_topic).sum()),
               "weights": dict(zip(gate.features, [round(w, 3) for w in gate.weights]))}
-    gate.provenance = {"fitted_on": "eval/tuning.yaml (tuning split)", "l2": l2,
+    gate.provenance = {"fitted_on": "eval/tuning.yaml (tuning split)", "l2": l2, "fold_splits": fold_splits,
                        **{k: v for k, v in report.items() if k != "weights"}}
     return gate, report
 

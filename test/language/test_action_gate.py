@@ -84,6 +84,21 @@ def test_out_of_fold_scores_a_group_without_it():
     assert not np.allclose(held_out, fit_logistic(x, y, 1.0).probability(x))
 
 
+def test_out_of_fold_repeats_average_the_splits():
+    x, y = separable(60)
+    groups = [f"s{i // 3}" for i in range(len(x))]
+    one = out_of_fold(x, y, groups, folds=5, l2=1.0)
+    assert np.array_equal(out_of_fold(x, y, groups, folds=5, l2=1.0, repeats=1), one)
+    # the second split on its own: its folds group other sentences, so its probabilities differ
+    second = out_of_fold(x, y, groups, folds=5, l2=1.0, repeats=2) * 2 - one
+    assert not np.allclose(second, one)
+    assert np.all((second > 0) & (second < 1))
+    averaged = out_of_fold(x, y, groups, folds=5, l2=1.0, repeats=20)
+    assert np.all((averaged > 0) & (averaged < 1))
+    with pytest.raises(ValueError, match="repeats"):
+        out_of_fold(x, y, groups, repeats=0)
+
+
 def test_lowest_safe_threshold_is_above_every_must_not_act():
     p = np.array([0.2, 0.9, 0.5, 0.95])
     must_not = np.array([True, False, True, False])

@@ -169,9 +169,6 @@ def test_recogniser_refuses_bad_audio(recognizer):
 
 
 @needs_espeak
-@pytest.mark.xfail(strict=True, reason="known gap (issue 5): the acoustic model fits clean espeak-ng speech "
-                   "poorly; with the noise-floor top-up 26/36 clean commands decode exactly (test below), but "
-                   "'show me the left femur' still comes out as 'show me the left the'")
 def test_recogniser_decodes_clean_synthetic_speech(recognizer):
     for text in ("show me the left femur", "stop", "take a shot"):
         result = recognizer.recognize(pad(synthesize(text, Voice("en-us", 150))))
