@@ -20,7 +20,10 @@ talk alone let 3 of the evaluation's 140 negatives act (one an exposure: "can yo
 heard "can you fire me") and 32 misheard commands (weights/COMMAND_ASR.md).
 
 A gate is fitted to one acoustic model; the file records that model's SHA-256 and the
-recogniser refuses a gate fitted to other weights (its fits mean something else there).
+recogniser refuses a gate fitted to other weights (its fits mean something else there). It also
+records the command word model's fingerprint: a gate fitted before the phrase lists or the
+vocabulary changed is used, with a warning to refit it (session 14's parser edits alone moved a
+gate's exact figure by 5 points).
 """
 
 from __future__ import annotations
@@ -97,6 +100,10 @@ class ActionGate:
     min_agreement_mass: float = 0.0
     features: tuple[str, ...] = FEATURES
     acoustic_sha256: str = ""
+    # the command word model's corpus (acoustic/recognizer.word_model_sha256): it is rebuilt from
+    # the parser's phrase lists and the vocabulary at start-up, so editing them changes what is
+    # heard and how sure the recogniser is, and the threshold fitted before no longer means the same
+    word_model_sha256: str = ""
     provenance: dict = field(default_factory=dict)
 
     def probability(self, features: np.ndarray) -> float | np.ndarray:

@@ -493,6 +493,7 @@ def _fit_gate_main(parser, recognizer, voices, snr_db, args) -> int:
         raise SystemExit("--fit-gate: the learned gate is for the ctc engine")
     rows = tuning_recognitions(parser, recognizer, voices, snr_db, commands=args.tuning_commands)
     gate, report = fit_action_gate(parser, rows, file_sha256(recognizer.weights_path))
+    gate.word_model_sha256 = recognizer.word_model_sha256
     print(json.dumps(report, indent=1))
     print(f"gate: {gate.save(args.fit_gate)}")
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -13,6 +13,7 @@ engine are `SpeechConfig.ctc_*`, tuned on the tuning split like pocketsphinx's.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import time
@@ -58,7 +59,10 @@ class CtcSpeechRecognizer(UtteranceBuffer):
         sentences = [spoken_transcript(" ".join(s)).split()
                      for s in corpus_sentences(self.vocabulary, config.lm_sentences, config.lm_seed,
                                                config.lm_optional_p)]
-        self.words = command_word_model([s for s in sentences if s], config.lm_order)
+        sentences = [s for s in sentences if s]
+        self.words = command_word_model(sentences, config.lm_order)
+        self.word_model_sha256 = word_model_sha256(sentences, config.lm_order)
+        _warn_if_gate_predates_word_model(self.action_gate, self.word_model_sha256)
         self.beam = BeamConfig(beam=config.ctc_beam, lm_weight=config.ctc_lm_weight,
                                word_bonus=config.ctc_word_bonus, oov_probability=config.ctc_oov_probability)
         self.load_s = time.perf_counter() - started
@@ -100,6 +104,22 @@ class CtcSpeechRecognizer(UtteranceBuffer):
         started = time.perf_counter()
         text, gap, steps, details = self._decode(samples)
         return self.judged(text, gap, steps, (time.perf_counter() - started) * 1e3, details)
+
+
+def word_model_sha256(sentences: list[list[str]], order: int) -> str:
+    """The fingerprint of the command word model: its corpus and order."""
+    digest = hashlib.sha256(f"order {order}\n".encode())
+    for sentence in sentences:
+        digest.update((" ".join(sentence) + "\n").encode())
+    return digest.hexdigest()
+
+
+def _warn_if_gate_predates_word_model(gate: ActionGate | None, sha256: str) -> None:
+    if gate is not None and gate.word_model_sha256 != sha256:
+        log.warning("the action gate was fitted with another command word model (%s, now %s: the phrase lists "
+                    "or the vocabulary changed); its threshold may no longer keep talk from acting: refit it "
+                    "with `fluorosam evaluate-language --fit-gate`", gate.word_model_sha256[:12] or "none recorded",
+                    sha256[:12])
 
 
 def _load_gate(setting: str, weights: Path) -> ActionGate | None:

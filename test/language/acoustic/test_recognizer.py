@@ -3,10 +3,13 @@ en-gb, the evaluation's), clean and in room noise."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
-from fluorosam_ros.language.acoustic.recognizer import CtcSpeechRecognizer
+from fluorosam_ros.language.acoustic.recognizer import (CtcSpeechRecognizer, _warn_if_gate_predates_word_model,
+                                                         word_model_sha256)
 from fluorosam_ros.language.acoustic.weights import AcousticCheckpointError, bundled_speech_weights
 from fluorosam_ros.language.audio import RoomNoise, Voice, espeak_available, mix_at_snr, pad, synthesize
 from fluorosam_ros.language.numbers import normalize_command
@@ -38,6 +41,29 @@ def test_default_engine_is_ctc_with_its_own_gate(recognizer):
     assert SpeechConfig().engine == "ctc"
     with pytest.raises(ValueError, match="unknown speech engine"):
         make_recognizer(SpeechConfig(engine="whisper"))
+
+
+def test_the_bundled_gate_was_fitted_with_this_word_model(recognizer):
+    """The word model is rebuilt from the parser's phrase lists and the vocabulary: after editing
+    them, refit the gate (`fluorosam evaluate-language --fit-gate weights/command_gate.json
+    --tuning-commands 200`), or its threshold is calibrated on recognitions that no longer happen."""
+    assert recognizer.action_gate is not None
+    assert recognizer.action_gate.word_model_sha256 == recognizer.word_model_sha256
+
+
+def test_a_gate_from_another_word_model_is_used_with_a_warning(recognizer, caplog):
+    fingerprint = word_model_sha256([["stop"]], 3)
+    assert fingerprint != word_model_sha256([["stop"]], 2)
+    assert word_model_sha256([["stop", "now"]], 3) != word_model_sha256([["stop"], ["now"]], 3)
+    gate = replace(recognizer.action_gate, word_model_sha256=fingerprint)
+    with caplog.at_level("WARNING"):
+        _warn_if_gate_predates_word_model(gate, word_model_sha256([["stop", "now"]], 3))
+    assert "refit" in caplog.text and "another command word model" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        _warn_if_gate_predates_word_model(gate, fingerprint)
+        _warn_if_gate_predates_word_model(None, "anything")       # no gate: the hand thresholds
+    assert not caplog.text
 
 
 @needs_espeak
