@@ -85,6 +85,8 @@ COLLIMATE_DIRECTIONS = {
     "tighter": ("tighter", "tighten", "narrower", "narrow", "down", "in", "closer", "more", "close"),
     "wider": ("wider", "widen", "loosen", "looser", "less", "bit wider", "out"),
 }
+# a collimation step said without naming the collimator: "tighter please", "a bit wider"
+BARE_COLLIMATION = {"tighter": "tighter", "narrower": "tighter", "wider": "wider"}
 ROTATE_WORDS = ("rotate", "rotation", "orbit", "swing", "turn", "spin", "roll", "rao", "lao")
 TILT_WORDS = ("tilt", "angle", "angulate", "angulation", "tip", "cant")
 MOVE_WORDS = ("move", "go", "shift", "pan", "slide", "translate", "nudge", "bring", "drive",
@@ -313,6 +315,9 @@ class CommandParser:
             return self._zoom(joined, make)
         if _COLLIMATE.search(joined) or _OPEN_FIELD.search(joined):
             return self._collimate(joined, tokens, text, source, make)
+        bare = _FILLER.sub(" ", joined).split()
+        if len(bare) == 1 and bare[0] in BARE_COLLIMATION:
+            return make(K.COLLIMATE, direction=BARE_COLLIMATION[bare[0]])
         question = bool(_QUESTION.search(joined)) or text.strip().endswith("?")
         span = self._find_structure(tokens)
         if _TILT.search(joined) and not span:

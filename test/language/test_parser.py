@@ -162,6 +162,8 @@ def test_everyday_forms_of_undo_repeat_bare_moves_and_questions(grammar, text, e
     ("head-ward 10 millimetres", {"kind": "move", "direction": "cranial", "amount": 10.0, "unit": "mm"}),
     ("show me where the trachea is", {"kind": "where", "structure": "trachea"}),
     ("can you see the aorta", {"kind": "where", "structure": "aorta"}),   # spoken: no "?"
+    ("tighter please", {"kind": "collimate", "direction": "tighter"}),
+    ("a bit wider", {"kind": "collimate", "direction": "wider"}),
     ("where is the aortic arch", {"kind": "where", "structure": "aorta"}),
     ("can we do an outlet projection of the pelvis", {"kind": "show", "structure": "pelvis", "view": "outlet"}),
 ])
@@ -171,7 +173,8 @@ def test_views_to_return_to_short_stops_zoom_and_field_words(grammar, text, expe
 
 
 @pytest.mark.parametrize("text", ["let us wait for the radiologist", "the case got cancelled",
-                                  "we have a full field of view", "a touch"])
+                                  "we have a full field of view", "a touch",
+                                  "can i have the scalpel"])      # asks the nurse, not the C-arm
 def test_stop_and_field_words_inside_talk_do_not_act(grammar, text):
     intent = grammar.parse(text)
     assert intent.kind not in ("stop",) and not intent.acts, intent.describe()
