@@ -143,8 +143,10 @@ UNIT_WORDS = {
     "cm": ("cm", "centimeter", "centimeters", "centimetre", "centimetres", "centi", "centis"),
     "deg": ("degree", "degrees", "deg", "degs"),
 }
-FILLER_PHRASES = ("a little bit", "a bit", "a little", "little bit", "slightly", "a touch", "just a touch",
-                  "a tad", "a hair", "a smidge", "please", "thank you", "thanks", "okay", "ok", "alright", "all right", "now",
+# a small, unstated amount: filler in a move with a distance, the whole amount in "a touch to the left"
+SMALL_AMOUNT_PHRASES = ("a little bit", "a bit", "a little", "little bit", "slightly", "a touch", "just a touch",
+                        "a tad", "a hair", "a smidge")
+FILLER_PHRASES = SMALL_AMOUNT_PHRASES + ("please", "thank you", "thanks", "okay", "ok", "alright", "all right", "now",
                   "hey", "can i", "could i", "may i", "can you", "could you", "would you", "will you", "can we", "could we", "let us",
                   "lets", "i would like", "i would like to", "i d like", "i like", "for me", "for us", "quickly",
                   "just", "right now", "real quick", "again", "so", "then", "and", "um", "uh", "er",
@@ -180,8 +182,7 @@ _ACQUIRE = _phrase_regex(ACQUIRE_PHRASES)
 _WHERE = _phrase_regex(WHERE_PHRASES)
 _SHOW = _phrase_regex(SHOW_PHRASES)
 _FILLER = _phrase_regex(FILLER_PHRASES)
-_SMALL_AMOUNT = _phrase_regex(("a little bit", "a bit", "a little", "little bit", "slightly", "a touch", "a tad",
-                               "a hair", "a smidge"))
+_SMALL_AMOUNT = _phrase_regex(SMALL_AMOUNT_PHRASES)
 _SHOW_WHERE = _phrase_regex(("show where", "show me where"))
 _RETURN_TO = re.compile(r"\b(?:back|return|flip|switch|change|swap) to\b")
 # what only an undo says: "back to the previous view", "return to where we were"
