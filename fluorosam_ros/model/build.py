@@ -154,13 +154,15 @@ def save_checkpoint(model: FluoroSAM, path: str | Path, config_name: str, extra:
     partial.replace(path)
 
 
-def load_checkpoint(model: FluoroSAM, path: str | Path, expected_name: str | None = None) -> dict:
-    """Load weights, refusing corrupt or mismatched files (CheckpointError).
+def load_checkpoint(model: FluoroSAM, path: str | Path, expected_name: str | None = None,
+                    payload: dict | None = None) -> dict:
+    """Load weights, refusing corrupt or mismatched files (CheckpointError); `payload`: the
+    file's contents already read (and checked) by `read_checkpoint`, so it is not read twice.
 
     A checkpoint from before the dense text grounding (none of its parameters) loads with the
     grounding switched off: its dense embedding is zeroed, so the model answers as it did. One
     from before the grounding's context branch loads with the branch adding nothing."""
-    payload = read_checkpoint(path, expected_name)
+    payload = payload if payload is not None else read_checkpoint(path, expected_name)
     _load_payload(model, payload, Path(path))
     return payload
 

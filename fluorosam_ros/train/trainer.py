@@ -131,15 +131,16 @@ class Trainer:
             overrides["grounding_refiner"] = config.grounding_refiner
         if config.mask_input is not None:
             overrides["mask_input"] = config.mask_input
-        if config.init_from and model is None:
+        initial = read_checkpoint(config.init_from, expected_name=config.model) if config.init_from else None
+        if initial is not None and model is None:
             # the opt-in parts the starting weights have are built, not refused as unexpected keys
-            present = parts_in_weights(read_checkpoint(config.init_from, expected_name=config.model)["model"])
+            present = parts_in_weights(initial["model"])
             for part in ("grounding_refiner", "mask_input"):
                 if present[part]:
                     overrides.setdefault(part, True)
         self.module = (model or build_model(config.model, overrides=overrides)).to(self.device)
-        if config.init_from:  # weights from before the dense text grounding: it starts fresh
-            load_checkpoint(self.module, config.init_from, expected_name=config.model)
+        if initial is not None:  # weights from before the dense text grounding: it starts fresh
+            load_checkpoint(self.module, config.init_from, expected_name=config.model, payload=initial)
         if config.reinit_text_path:
             for layer in self.module.text_encoder.mlp:
                 if hasattr(layer, "reset_parameters"):
