@@ -104,6 +104,10 @@ class ActionGate:
     # the parser's phrase lists and the vocabulary at start-up, so editing them changes what is
     # heard and how sure the recogniser is, and the threshold fitted before no longer means the same
     word_model_sha256: str = ""
+    # the beam search's settings (beam, fusion weight, word bonus, ...): they decide which words
+    # win and how many alternatives agree (lowering the fusion weight from 0.8 to 0.6 moved 45
+    # right tuning readings across this gate's threshold), so a gate is fitted to one setting
+    decoder_settings: dict = field(default_factory=dict)
     provenance: dict = field(default_factory=dict)
 
     def probability(self, features: np.ndarray) -> float | np.ndarray:

@@ -160,6 +160,13 @@ FILLER_PHRASES = SMALL_AMOUNT_PHRASES + ("please", "thank you", "thanks", "okay"
 GENERIC_WORDS = ("bit", "axis", "arm")
 # Words that may precede a structure without changing its meaning.
 STRUCTURE_MODIFIERS = ("whole", "entire", "full", "both")
+# "me" / "us" are filler after a verb that takes them ("show me", "give us", "for me"); with no
+# such word before them a request verb was lost, and the one lost may be the staff's ("[hand]
+# me the retractor" heard "and me the retractor") or a motion word that takes no person ("pan
+# me the liver"): a reading that cannot say which request it is must not act
+OBJECT_PRONOUNS = ("me", "us")
+PRONOUN_VERBS = ("show", "showing", "give", "giving", "get", "getting", "let", "lets", "take", "taking",
+                 "bring", "bringing", "find", "finding", "tell", "help", "for", "to", "with", "at")
 
 
 def _phrase_regex(phrases: Sequence[str]) -> re.Pattern:
@@ -199,6 +206,10 @@ _OBLIQUE_ALONE = re.compile(r"\boblique\b")
 _NAMED_TARGET = re.compile(r"\b(?:of|to|onto|up|down|at|on|over|towards?)\s+the\b(?:\s+(\w+))?")
 # ... after any "the" in a move, where the directions are marked ("bring up the are")
 _THE_TARGET = re.compile(r"\bthe\b(?:\s+(\w+))?")
+# ... or a pronoun ending a move after its direction, where only an amount goes: nobody says
+# "move cranial it"; "move cranial eight" (no unit) heard so would move by the default step
+_PRONOUN_AFTER_DIRECTION = re.compile(r"\bdirection (?:it|this|that)$")
+_FILLER_AFTER_PRONOUN = re.compile(r"\b(?:please|thanks|thank you|now)\s*$")
 # ... or a bare word or number where a collimation target belongs ("cone down to four")
 _COLLIMATION_TARGET = re.compile(r"\b(?:to|onto|on|around)\s+(?!the\b)(\w+)")
 # what may follow "the" in a command without being the patient's anatomy
@@ -523,6 +534,9 @@ class CommandParser:
         refusal = self._unknown_target(_MOVE.sub(" ", marked), text, source, _THE_TARGET)
         if refusal is not None:
             return refusal
+        if _PRONOUN_AFTER_DIRECTION.search(" ".join(_FILLER_AFTER_PRONOUN.sub(" ", marked).split())):
+            return not_understood(text, "a word where the distance goes: say the move again with its amount "
+                                  "and unit, or without an amount", source=source)
         directions, rest = self._direction(rest, K.MOVE_DIRECTIONS)
         if len(set(directions)) != 1:
             return not_understood(joined, "move needs one direction: " + ", ".join(K.MOVE_DIRECTIONS))
@@ -563,7 +577,8 @@ class CommandParser:
                 return not_understood(text, f"two structures named ({span.name}, {other.name}): one at a time",
                                       candidates=(f"show(structure={span.name})", f"show(structure={other.name})"),
                                       source=source)
-        confidence = self._confidence(rest, self._unexplained_qualifier(tokens, span, rest))
+        confidence = self._confidence(rest, self._unexplained_qualifier(tokens, span, rest)
+                                      + 2 * self._ungoverned_pronouns(tokens))
         if verb is None:
             # "left femur" or "femur lateral" alone: a show, but a cautious one; with any other
             # word ("pass the scalpel") it is talk that names a structure, not a request
@@ -581,6 +596,13 @@ class CommandParser:
             if fallback.understood and fallback.confidence > confidence:
                 return fallback
         return make(K.SHOW, confidence, structure=span.name, **slots)
+
+    @staticmethod
+    def _ungoverned_pronouns(tokens: list[str]) -> int:
+        """How many "me"/"us" follow no word that takes them (OBJECT_PRONOUNS): each stands for
+        a lost verb and costs as much as an unknown qualifier."""
+        return sum(token in OBJECT_PRONOUNS and (i == 0 or tokens[i - 1] not in PRONOUN_VERBS)
+                   for i, token in enumerate(tokens))
 
     @staticmethod
     def _unexplained_qualifier(tokens: list[str], span: _Span | None, rest: str) -> int:

@@ -192,6 +192,35 @@ def test_an_unknown_qualifier_or_a_second_structure_is_refused(grammar, text, er
     assert error in intent.error
 
 
+@pytest.mark.parametrize("text, error", [
+    ("and me the retractor", "confidence"),       # "[hand] me the retractor" with its verb lost
+    ("me the liver", "confidence"),
+    ("pan me the liver", "confidence"),           # a motion word does not take a person
+    ("move cranial it", "distance"),              # "move cranial eight" heard without its number
+    ("move left that please", "distance"),
+])
+def test_a_lost_verb_or_a_pronoun_where_the_distance_goes_is_refused(grammar, text, error):
+    intent = grammar.parse(text)
+    assert intent.kind == K.NOT_UNDERSTOOD and not intent.acts, intent.describe()
+    assert error in intent.error
+
+
+@pytest.mark.parametrize("text, kind, slots", [
+    ("show me the liver", K.SHOW, {"structure": "liver"}),
+    ("could you please show us the aorta", K.SHOW, {"structure": "aorta"}),
+    ("take me to the liver", K.SHOW, {"structure": "liver"}),
+    ("bring up the liver for me", K.SHOW, {"structure": "liver"}),
+    ("get me an AP of the pelvis", K.SHOW, {"structure": "pelvis", "view": "ap"}),
+    ("move it cranial", K.MOVE, {"direction": "cranial"}),
+    ("move that up", K.MOVE, {"direction": "up"}),
+    ("move in now", K.MOVE, {"direction": "in"}),
+])
+def test_me_after_a_verb_and_it_before_the_direction_still_act(grammar, text, kind, slots):
+    intent = grammar.parse(text)
+    assert intent.kind == kind and intent.acts, intent.describe()
+    assert all(intent.slots()[k] == v for k, v in slots.items()), intent.describe()
+
+
 def test_unknown_anatomy_offers_spelling_neighbours(grammar):
     intent = grammar.parse("show me the left femor")
     # "femor" is no vocabulary word; "left" alone names nothing

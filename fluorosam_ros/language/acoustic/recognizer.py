@@ -17,7 +17,7 @@ import hashlib
 import logging
 import math
 import time
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -65,6 +65,8 @@ class CtcSpeechRecognizer(UtteranceBuffer):
         _warn_if_gate_predates_word_model(self.action_gate, self.word_model_sha256)
         self.beam = BeamConfig(beam=config.ctc_beam, lm_weight=config.ctc_lm_weight,
                                word_bonus=config.ctc_word_bonus, oov_probability=config.ctc_oov_probability)
+        self.decoder_settings = asdict(self.beam)
+        _warn_if_gate_decodes_otherwise(self.action_gate, self.decoder_settings)
         self.load_s = time.perf_counter() - started
         self.start()
         log.info("CTC speech recogniser ready in %.1f s (%d command words)", self.load_s,
@@ -120,6 +122,16 @@ def _warn_if_gate_predates_word_model(gate: ActionGate | None, sha256: str) -> N
                     "or the vocabulary changed); its threshold may no longer keep talk from acting: refit it "
                     "with `fluorosam evaluate-language --fit-gate`", gate.word_model_sha256[:12] or "none recorded",
                     sha256[:12])
+
+
+def _warn_if_gate_decodes_otherwise(gate: ActionGate | None, settings: dict) -> None:
+    if gate is not None and gate.decoder_settings and gate.decoder_settings != settings:
+        changed = sorted(k for k in {**gate.decoder_settings, **settings}
+                         if gate.decoder_settings.get(k) != settings.get(k))
+        log.warning("the action gate was fitted with other beam-search settings (%s: %s, now %s); its threshold "
+                    "may no longer keep talk from acting: refit it with `fluorosam evaluate-language --fit-gate`",
+                    ", ".join(changed), [gate.decoder_settings.get(k) for k in changed],
+                    [settings.get(k) for k in changed])
 
 
 def _load_gate(setting: str, weights: Path) -> ActionGate | None:

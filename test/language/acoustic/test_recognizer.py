@@ -8,8 +8,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from fluorosam_ros.language.acoustic.recognizer import (CtcSpeechRecognizer, _warn_if_gate_predates_word_model,
-                                                         word_model_sha256)
+from fluorosam_ros.language.acoustic.recognizer import (CtcSpeechRecognizer, _warn_if_gate_decodes_otherwise,
+                                                         _warn_if_gate_predates_word_model, word_model_sha256)
 from fluorosam_ros.language.acoustic.weights import AcousticCheckpointError, bundled_speech_weights
 from fluorosam_ros.language.audio import RoomNoise, Voice, espeak_available, mix_at_snr, pad, synthesize
 from fluorosam_ros.language.numbers import normalize_command
@@ -63,6 +63,23 @@ def test_a_gate_from_another_word_model_is_used_with_a_warning(recognizer, caplo
     with caplog.at_level("WARNING"):
         _warn_if_gate_predates_word_model(gate, fingerprint)
         _warn_if_gate_predates_word_model(None, "anything")       # no gate: the hand thresholds
+    assert not caplog.text
+
+
+def test_the_bundled_gate_was_fitted_with_these_beam_search_settings(recognizer, caplog):
+    """The fusion weight and word bonus decide which words win and how the N-best agrees: a gate
+    fitted with other settings is used, with a warning to refit it."""
+    gate = recognizer.action_gate
+    assert gate.decoder_settings == recognizer.decoder_settings
+    assert gate.decoder_settings["lm_weight"] == recognizer.config.ctc_lm_weight
+    with caplog.at_level("WARNING"):
+        _warn_if_gate_decodes_otherwise(gate, {**recognizer.decoder_settings, "lm_weight": 0.8})
+    assert "lm_weight" in caplog.text and "refit" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        _warn_if_gate_decodes_otherwise(gate, dict(recognizer.decoder_settings))
+        _warn_if_gate_decodes_otherwise(replace(gate, decoder_settings={}), {"lm_weight": 0.8})  # older files
+        _warn_if_gate_decodes_otherwise(None, {"lm_weight": 0.8})
     assert not caplog.text
 
 
