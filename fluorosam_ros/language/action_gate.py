@@ -23,7 +23,8 @@ A gate is fitted to one acoustic model; the file records that model's SHA-256 an
 recogniser refuses a gate fitted to other weights (its fits mean something else there). It also
 records the command word model's fingerprint: a gate fitted before the phrase lists or the
 vocabulary changed is used, with a warning to refit it (fitted the same way before and after
-session 14's parser edits, run 6's gate scored 63.9 % and 69.5 % on the evaluation).
+session 14's parser edits, run 6's gate scored 63.9 % and 69.5 % on the evaluation); so is one
+fitted with other beam-search settings (the word model's fusion weight, the word bonus, the beam).
 """
 
 from __future__ import annotations

@@ -160,7 +160,7 @@ FILLER_PHRASES = SMALL_AMOUNT_PHRASES + ("please", "thank you", "thanks", "okay"
 GENERIC_WORDS = ("bit", "axis", "arm")
 # Words that may precede a structure without changing its meaning.
 STRUCTURE_MODIFIERS = ("whole", "entire", "full", "both")
-# "me" / "us" are filler after a verb that takes them ("show me", "give us", "for me"); with no
+# "me" / "us" are filler after a verb that takes them ("show me", "show us", "for me"); with no
 # such word before them a request verb was lost, and the one lost may be the staff's ("[hand]
 # me the retractor" heard "and me the retractor") or a motion word that takes no person ("pan
 # me the liver"): a reading that cannot say which request it is must not act
