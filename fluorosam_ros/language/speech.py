@@ -34,7 +34,7 @@ import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
@@ -890,11 +890,28 @@ def parse_recognition(recognition: Recognition, parser: "P.CommandParser", motio
     if intent.acts:
         problem = _gate_problem(recognition, intent, same, gate) if gate is not None else \
             _hand_gate_problem(recognition, intent, agreement, motion_gap, config)
+        problem = problem or teen_ty_doubt(recognition.text, alternatives)
         if problem:
             intent = not_understood(recognition.text, f"heard {recognition.text!r} but not clearly enough to act "
                                     f"({problem}); please repeat", candidates=(intent.describe(),), source="speech")
     intent.details.update(asr_gap=recognition.gap, asr_ms=recognition.decode_ms, asr_agreement=agreement)
     return intent
+
+
+# "fifteen" and "fifty" differ in one unstressed syllable, the commonest wrong action in noise
+# (a 15 mm move heard as 50 mm); the decoder usually keeps the other one among its alternatives
+_TEENS = {"thirteen": "thirty", "fourteen": "forty", "fifteen": "fifty", "sixteen": "sixty",
+          "seventeen": "seventy", "eighteen": "eighty", "nineteen": "ninety"}
+TEEN_TY = {**_TEENS, **{ty: teen for teen, ty in _TEENS.items()}}
+
+
+def teen_ty_doubt(text: str, alternatives: Sequence[str]) -> str:
+    """Why an amount heard in `text` is in doubt: an N-best alternative holds its teen/ty
+    counterpart ("fifty" heard, "fifteen" also decoded); "" when none does."""
+    heard = [word for word in text.split() if word in TEEN_TY]
+    others = {word for alternative in alternatives for word in alternative.split()}
+    doubted = [word for word in heard if TEEN_TY[word] in others and TEEN_TY[word] not in text.split()]
+    return f"{doubted[0]} or {TEEN_TY[doubted[0]]}? say the number again" if doubted else ""
 
 
 def _gate_problem(recognition: Recognition, intent, same: list[bool], gate: ActionGate) -> str:

@@ -13,7 +13,7 @@ from fluorosam_ros.language.numbers import normalize_command
 from fluorosam_ros.language.pronounce import ipa_to_arpabet, pronounce, spell
 from fluorosam_ros.language.speech import (PRONUNCIATIONS, Recognition, SpeechConfig, build_grammar, corpus_rules,
                                            grammar_lexicon, grammar_words, parse_recognition, read_dictionary,
-                                           structure_phrases)
+                                           structure_phrases, teen_ty_doubt)
 from fluorosam_ros.language.vocabulary import default_vocabulary
 from speech_checks import assert_off_topic_gives_no_action
 
@@ -78,6 +78,29 @@ def test_action_gate_on_recognitions():
     assert parse_recognition(heard("where is the liver", gap=-5.9), parser, config.motion_gap, config).kind == "where"
     refused = Recognition("", False, "take a shot", -7.0, reason="does not sound like a command")
     assert parse_recognition(refused, parser, config.motion_gap, config).kind == "not_understood"
+
+
+def test_an_amount_whose_teen_or_ty_twin_the_decoder_also_heard_is_asked_again():
+    from fluorosam_ros.language.parser import CommandParser, ParserConfig
+
+    assert teen_ty_doubt("move up fifty millimeters", ["move up fifty mm", "move up fifteen millimeters"]) == \
+        "fifty or fifteen? say the number again"
+    assert teen_ty_doubt("tilt fourteen degrees cranial", ["tilt forty degrees cranial"]).startswith("fourteen or forty")
+    assert teen_ty_doubt("move up fifty millimeters", ["move up fifty mm", "move up fifty"]) == ""
+    assert teen_ty_doubt("rotate forty five degrees", ["rotate forty five degree"]) == ""
+    assert teen_ty_doubt("move up twenty millimeters", ["move up twelve millimeters"]) == ""   # not a teen/ty pair
+
+    parser = CommandParser(config=ParserConfig(use_embeddings=False))
+    config = SpeechConfig(motion_gap=-4.5, motion_agreement=0.0, motion_confidence=0.0)
+    heard = "move up fifty millimeters"
+    doubtful = Recognition(heard, True, heard, -1.0, details={"alternatives": [heard, "move up fifteen millimeters"]})
+    intent = parse_recognition(doubtful, parser, config.motion_gap, config)
+    assert intent.kind == "not_understood" and "fifty or fifteen" in intent.error and "move" in intent.candidates[0]
+    sure = Recognition(heard, True, heard, -1.0, details={"alternatives": [heard, "move up fifty mm"]})
+    assert parse_recognition(sure, parser, config.motion_gap, config).amount == 50.0
+    # a question names no amount to act on: never held back by it
+    where = Recognition("where is the liver", True, "", -1.0, details={"alternatives": ["where is the liver"]})
+    assert parse_recognition(where, parser, config.motion_gap, config).kind == "where"
 
 
 def test_grammar_is_built_from_the_vocabulary():
