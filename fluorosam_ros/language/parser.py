@@ -209,6 +209,9 @@ _THE_TARGET = re.compile(r"\bthe\b(?:\s+(\w+))?")
 # ... or a pronoun ending a move after its direction, where only an amount goes: nobody says
 # "move cranial it"; "move cranial eight" (no unit) heard so would move by the default step
 _PRONOUN_AFTER_DIRECTION = re.compile(r"\bdirection (?:it|this|that)$")
+# a side left over in a show without a structure ("the right [kidney] in left oblique view"):
+# the oblique views' own sides are consumed with the view
+_SIDE = re.compile(r"\b(?:left|right)\b")
 _FILLER_AFTER_PRONOUN = re.compile(r"\b(?:please|thanks|thank you|now)\s*$")
 # ... or a bare word or number where a collimation target belongs ("cone down to four")
 _COLLIMATION_TARGET = re.compile(r"\b(?:to|onto|on|around)\s+(?!the\b)(\w+)")
@@ -590,6 +593,9 @@ class CommandParser:
         if span is None:
             if not view:
                 return not_understood(text, "show needs a structure", source=source)
+            if _SIDE.search(_FILLER.sub(" ", rest)):
+                return not_understood(text, "left or right of what? a view alone has no side: name the structure",
+                                      candidates=(f"show(view={view})",), source=source)
             return make(K.SHOW, confidence, **slots)
         if confidence < self.config.motion_threshold:
             fallback = self._fallback(joined, text, source, "unexplained words", question=False)

@@ -198,8 +198,10 @@ def test_an_unknown_qualifier_or_a_second_structure_is_refused(grammar, text, er
     ("pan me the liver", "confidence"),           # a motion word does not take a person
     ("move cranial it", "distance"),              # "move cranial eight" heard without its number
     ("move left that please", "distance"),
+    ("show me the right side in left oblique view", "left or right of what"),   # "right [kidney]"
+    ("give me a right lateral", "left or right of what"),                     # a view has no side
 ])
-def test_a_lost_verb_or_a_pronoun_where_the_distance_goes_is_refused(grammar, text, error):
+def test_a_lost_verb_a_pronoun_where_the_distance_goes_or_a_side_without_a_structure_is_refused(grammar, text, error):
     intent = grammar.parse(text)
     assert intent.kind == K.NOT_UNDERSTOOD and not intent.acts, intent.describe()
     assert error in intent.error
@@ -214,8 +216,10 @@ def test_a_lost_verb_or_a_pronoun_where_the_distance_goes_is_refused(grammar, te
     ("move it cranial", K.MOVE, {"direction": "cranial"}),
     ("move that up", K.MOVE, {"direction": "up"}),
     ("move in now", K.MOVE, {"direction": "in"}),
+    ("go to a left oblique", K.SHOW, {"view": "oblique_left"}),                # the oblique's own side
+    ("show me the right kidney in left oblique view", K.SHOW, {"structure": "kidney_right", "view": "oblique_left"}),
 ])
-def test_me_after_a_verb_and_it_before_the_direction_still_act(grammar, text, kind, slots):
+def test_me_after_a_verb_it_before_the_direction_and_an_oblique_side_still_act(grammar, text, kind, slots):
     intent = grammar.parse(text)
     assert intent.kind == kind and intent.acts, intent.describe()
     assert all(intent.slots()[k] == v for k, v in slots.items()), intent.describe()
