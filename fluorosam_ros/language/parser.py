@@ -209,12 +209,12 @@ _THE_TARGET = re.compile(r"\bthe\b(?:\s+(\w+))?")
 # ... or a pronoun ending a move after its direction, where only an amount goes: nobody says
 # "move cranial it"; "move cranial eight" (no unit) heard so would move by the default step
 _PRONOUN_AFTER_DIRECTION = re.compile(r"\bdirection (?:it|this|that)$")
-# a side left over in a show without a structure ("the right [kidney] in left oblique view"):
-# the oblique views' own sides are consumed with the view
-_SIDE = re.compile(r"\b(?:left|right)\b")
 _FILLER_AFTER_PRONOUN = re.compile(r"\b(?:please|thanks|thank you|now)\s*$")
 # ... or a bare word or number where a collimation target belongs ("cone down to four")
 _COLLIMATION_TARGET = re.compile(r"\b(?:to|onto|on|around)\s+(?!the\b)(\w+)")
+# a side left over in a show without a structure ("the right [kidney] in left oblique view"):
+# the oblique views' own sides are consumed with the view
+_SIDE = re.compile(r"\b(?:left|right)\b")
 # what may follow "the" in a command without being the patient's anatomy
 _MACHINE_WORDS = frozenset(GENERIC_WORDS) | frozenset(
     ("c", "table", "bed", "patient", "beam", "field", "collimator", "collimation", "detector", "image",
