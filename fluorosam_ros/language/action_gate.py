@@ -43,6 +43,7 @@ BUNDLED_NAME = "command_gate.json"
 FEATURES = ("fit", "worst_word_fit", "mean_word_fit", "parser_confidence", "agreement", "agreement_mass",
             "margin", "lm_per_word", "log_words", "log_alternatives")
 MAX_MARGIN = 15.0   # ln; an N-best without another reading counts as this sure
+REFIT_HINT = "refit it with `fluorosam evaluate-language --fit-gate`"
 
 
 class ActionGateError(RuntimeError):
@@ -162,8 +163,7 @@ class ActionGate:
             raise ActionGateError(f"action gate {path} holds non-finite or zero-scale values")
         if acoustic_sha256 is not None and gate.acoustic_sha256 != acoustic_sha256:
             raise ActionGateError(f"action gate {path} was fitted to another acoustic model "
-                                  f"({gate.acoustic_sha256[:12]} != {acoustic_sha256[:12]}): refit it "
-                                  "with `fluorosam evaluate-language --fit-gate`")
+                                  f"({gate.acoustic_sha256[:12]} != {acoustic_sha256[:12]}): {REFIT_HINT}")
         return gate
 
 

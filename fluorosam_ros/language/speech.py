@@ -908,9 +908,9 @@ TEEN_TY = {**_TEENS, **{ty: teen for teen, ty in _TEENS.items()}}
 def teen_ty_doubt(text: str, alternatives: Sequence[str]) -> str:
     """Why an amount heard in `text` is in doubt: an N-best alternative holds its teen/ty
     counterpart ("fifty" heard, "fifteen" also decoded); "" when none does."""
-    heard = [word for word in text.split() if word in TEEN_TY]
+    words = text.split()
     others = {word for alternative in alternatives for word in alternative.split()}
-    doubted = [word for word in heard if TEEN_TY[word] in others and TEEN_TY[word] not in text.split()]
+    doubted = [word for word in words if word in TEEN_TY and TEEN_TY[word] in others and TEEN_TY[word] not in words]
     return f"{doubted[0]} or {TEEN_TY[doubted[0]]}? say the number again" if doubted else ""
 
 

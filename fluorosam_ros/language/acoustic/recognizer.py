@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..action_gate import ActionGate, ActionGateError, bundled_action_gate, file_sha256
+from ..action_gate import REFIT_HINT, ActionGate, ActionGateError, bundled_action_gate, file_sha256
 from ..speech import Recognition, SpeechConfig, UtteranceBuffer, corpus_sentences
 from ..vocabulary import Vocabulary, default_vocabulary
 from .decoder import BeamConfig, beam_search, best_path_log_prob, command_word_model, word_deficits, word_log_probs
@@ -65,12 +65,16 @@ class CtcSpeechRecognizer(UtteranceBuffer):
         _warn_if_gate_predates_word_model(self.action_gate, self.word_model_sha256)
         self.beam = BeamConfig(beam=config.ctc_beam, lm_weight=config.ctc_lm_weight,
                                word_bonus=config.ctc_word_bonus, oov_probability=config.ctc_oov_probability)
-        self.decoder_settings = asdict(self.beam)
         _warn_if_gate_decodes_otherwise(self.action_gate, self.decoder_settings)
         self.load_s = time.perf_counter() - started
         self.start()
         log.info("CTC speech recogniser ready in %.1f s (%d command words)", self.load_s,
                  len(self.words.vocabulary))
+
+    @property
+    def decoder_settings(self) -> dict:
+        """The beam search's settings, as the action gate records them."""
+        return asdict(self.beam)
 
     @torch.no_grad()
     def _decode(self, samples: np.ndarray) -> tuple[str, float, int, dict]:
@@ -119,9 +123,8 @@ def word_model_sha256(sentences: list[list[str]], order: int) -> str:
 def _warn_if_gate_predates_word_model(gate: ActionGate | None, sha256: str) -> None:
     if gate is not None and gate.word_model_sha256 != sha256:
         log.warning("the action gate was fitted with another command word model (%s, now %s: the phrase lists "
-                    "or the vocabulary changed); its threshold may no longer keep talk from acting: refit it "
-                    "with `fluorosam evaluate-language --fit-gate`", gate.word_model_sha256[:12] or "none recorded",
-                    sha256[:12])
+                    "or the vocabulary changed); its threshold may no longer keep talk from acting: %s",
+                    gate.word_model_sha256[:12] or "none recorded", sha256[:12], REFIT_HINT)
 
 
 def _warn_if_gate_decodes_otherwise(gate: ActionGate | None, settings: dict) -> None:
@@ -129,9 +132,8 @@ def _warn_if_gate_decodes_otherwise(gate: ActionGate | None, settings: dict) -> 
         changed = sorted(k for k in {**gate.decoder_settings, **settings}
                          if gate.decoder_settings.get(k) != settings.get(k))
         log.warning("the action gate was fitted with other beam-search settings (%s: %s, now %s); its threshold "
-                    "may no longer keep talk from acting: refit it with `fluorosam evaluate-language --fit-gate`",
-                    ", ".join(changed), [gate.decoder_settings.get(k) for k in changed],
-                    [settings.get(k) for k in changed])
+                    "may no longer keep talk from acting: %s", ", ".join(changed),
+                    [gate.decoder_settings.get(k) for k in changed], [settings.get(k) for k in changed], REFIT_HINT)
 
 
 def _load_gate(setting: str, weights: Path) -> ActionGate | None:
