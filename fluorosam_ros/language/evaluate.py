@@ -35,6 +35,8 @@ from .numbers import normalize_command
 log = logging.getLogger(__name__)
 
 COMMANDS_PATH = Path(__file__).with_name("eval") / "commands.yaml"
+# written by evaluators who never saw the parser (see its header): a text row of its own
+INDEPENDENT_PATH = Path(__file__).with_name("eval") / "independent.yaml"
 DEFAULT_VOICES = (("en-us", 150), ("en-us", 190), ("en-gb", 130), ("en-gb", 170))
 
 
@@ -157,14 +159,14 @@ def _outcome(command: Command, intent: Intent, latency_ms: float, voice: str = "
                    len(reference))
 
 
-def evaluate_text(parser, commands: Iterable[Command]) -> Summary:
+def evaluate_text(parser, commands: Iterable[Command], name: str = "text") -> Summary:
     parser.warm_up()
     outcomes = []
     for command in commands:
         started = time.perf_counter()
         intent = parser.parse(command.text)
         outcomes.append(_outcome(command, intent, (time.perf_counter() - started) * 1e3))
-    return summarize("text", outcomes)
+    return summarize(name, outcomes)
 
 
 def evaluate_speech(parser, recognizer, commands: Sequence[Command], voices: Sequence[tuple[str, int]] = DEFAULT_VOICES,
@@ -408,6 +410,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="fluorosam evaluate-language",
                                      description="Evaluate command understanding (text, speech, latency).")
     parser.add_argument("--commands", type=Path, default=COMMANDS_PATH)
+    parser.add_argument("--independent", type=Path, default=INDEPENDENT_PATH,
+                        help="a second text set (no speech), printed as its own row; '' for none")
     parser.add_argument("--out", type=Path, default=Path("output/language/evaluation.json"))
     parser.add_argument("--no-speech", action="store_true", help="text only")
     parser.add_argument("--every", type=int, default=1, help="speech: every Nth utterance (1 = all)")
@@ -436,6 +440,8 @@ def main(argv: list[str] | None = None) -> int:
     commands = load_commands(args.commands)
     command_parser = CommandParser()
     summaries = [evaluate_text(command_parser, commands)]
+    if str(args.independent) not in ("", "."):
+        summaries.append(evaluate_text(command_parser, load_commands(args.independent), "text (independent set)"))
     extra: dict[str, Any] = {"commands": len(commands),
                              "structures": len({c.expect.get("structure") for c in commands} - {None})}
     snr = None if math.isinf(args.snr) else args.snr

@@ -18,6 +18,13 @@ UNITS_WORDS = {"zero": 0, "oh": None, "one": 1, "two": 2, "three": 3, "four": 4,
 TENS_WORDS = {"twenty": 20, "thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "seventy": 70,
               "eighty": 80, "ninety": 90}
 DIGIT_WORDS = {k: v for k, v in UNITS_WORDS.items() if v is not None and v < 10}
+# The spoken and written forms of each unit (the parser's amounts; "half a centimetre" here).
+UNIT_WORDS = {
+    "mm": ("mm", "millimeter", "millimeters", "millimetre", "millimetres", "mil", "mils", "millis"),
+    "cm": ("cm", "centimeter", "centimeters", "centimetre", "centimetres", "centi", "centis"),
+    "deg": ("degree", "degrees", "deg", "degs"),
+}
+_ANY_UNIT = frozenset(word for words in UNIT_WORDS.values() for word in words)
 NUMBER_WORDS = {k for k, v in UNITS_WORDS.items() if v is not None} | set(TENS_WORDS) | {"hundred"}
 
 CONTRACTIONS = {
@@ -25,6 +32,9 @@ CONTRACTIONS = {
     "cannot": "can not", "won't": "will not", "what's": "what is", "where's": "where is",
     "which's": "which is", "that's": "that is", "it's": "it is", "let's": "let us", "i'd": "i would",
     "i'm": "i am", "we'd": "we would", "there's": "there is", "here's": "here is",
+    # typed or transcribed without the apostrophe
+    "wheres": "where is", "whats": "what is", "thats": "that is", "theres": "there is", "doesnt": "does not",
+    "didnt": "did not", "cant": "can not", "wont": "will not", "im": "i am",
 }
 _TOKEN = re.compile(r"\d+(?:st|nd|rd|th)\b|[a-z]+|\d+(?:\.\d+)?")   # "9th" stays one token
 
@@ -74,7 +84,8 @@ def _value(tokens: list[str]) -> float | None:
 def words_to_digits(tokens: list[str]) -> list[str]:
     """Replace runs of number words by one digit token: ["twenty", "five"] -> ["25"],
     ["two", "point", "five"] -> ["2.5"], ["a", "hundred"] -> ["100"], ["one", "and", "a",
-    "half"] -> ["1.5"]. Other tokens pass through."""
+    "half"] -> ["1.5"], ["half", "a", "cm"] -> ["0.5", "cm"], ["a", "cm"] -> ["1", "cm"]. Other
+    tokens pass through."""
     out: list[str] = []
     i = 0
     while i < len(tokens):
@@ -99,6 +110,13 @@ def words_to_digits(tokens: list[str]) -> list[str]:
                 break
             j += 1
         value = _value(run) if run and run != ["a"] else None
+        if value is None and _is_digits(tokens[i]) and tokens[i + 1:i + 4] == ["and", "a", "half"]:
+            value, run = float(tokens[i]), [tokens[i]]          # "2 and a half cm"
+        if value is None and tokens[i:i + 2] in (["half", "a"], ["half", "an"]) \
+                and i + 2 < len(tokens) and tokens[i + 2] in _ANY_UNIT:
+            value, run = 0.5, tokens[i:i + 2]                    # "half a centimetre"
+        if value is None and tokens[i] in ("a", "an") and i + 1 < len(tokens) and tokens[i + 1] in _ANY_UNIT:
+            value, run = 1.0, tokens[i:i + 1]                    # "a centimetre"
         if value is None:
             out.append(tokens[i])
             i += 1
@@ -110,6 +128,10 @@ def words_to_digits(tokens: list[str]) -> list[str]:
             i += 3
         out.append(f"{value:g}")
     return out
+
+
+def _is_digits(token: str) -> bool:
+    return bool(re.fullmatch(r"\d+(?:\.\d+)?", token))
 
 
 def normalize_command(text: str) -> list[str]:

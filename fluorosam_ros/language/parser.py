@@ -28,7 +28,7 @@ from typing import Protocol, Sequence
 
 from . import intents as K
 from .intents import Intent, not_understood
-from .numbers import normalize_command
+from .numbers import UNIT_WORDS, normalize_command
 from .vocabulary import Vocabulary, default_vocabulary, normalize
 
 log = logging.getLogger(__name__)
@@ -69,6 +69,7 @@ UNDO_PHRASES = ("undo", "go back", "move back to the previous", "back to the pre
                 "previous position", "last position", "last view", "revert", "as before",
                 "return to the previous", "return to the last", "back to where", "step back",
                 "where we were", "where it was", "the way it was", "last move", "previous move", "last step",
+                "take me back", "take us back", "take it back",
                 "last change", "that move", "put it back", "put back")
 ZOOM_IN = ("zoom in", "magnify", "enlarge", "increase magnification", "more magnification", "zoom closer",
            "magnification up", "up the magnification", "increase the magnification", "more zoom")
@@ -90,7 +91,7 @@ BARE_COLLIMATION = {"tighter": "tighter", "narrower": "tighter", "wider": "wider
 ROTATE_WORDS = ("rotate", "rotation", "orbit", "swing", "turn", "spin", "roll", "rao", "lao")
 TILT_WORDS = ("tilt", "angle", "angulate", "angulation", "tip", "cant")
 MOVE_WORDS = ("move", "go", "shift", "pan", "slide", "translate", "nudge", "bring", "drive",
-              "table", "push", "step")
+              "table", "push", "step", "raise", "lower", "elevate")
 ACQUIRE_PHRASES = ("take a shot", "take a picture", "take an image", "take a film", "take an xray",
                    "take a fluoro", "take one", "take 1", "shoot", "acquire", "acquisition", "expose", "exposure",
                    "fluoro", "fluoroscopy", "snap", "capture", "beam on", "xray now", "shot", "image now",
@@ -110,6 +111,10 @@ SHOW_PHRASES = ("show", "center on", "centre on", "center", "centre", "go to", "
                 "take a shot of", "take an xray of", "take a film of", "xray of", "shoot", "do",
                 # a named view to return to ("back to AP", "flip to lateral"), not an undo
                 "back to", "go back to", "return to", "flip to", "switch to", "change to", "swap to")
+# asking to have a view is asking for it ("can I have an AP of the pelvis"); to have a thing is
+# talk to the staff ("can I have the scalpel")
+HAVE_PHRASES = ("can i have", "could i have", "may i have", "can we have", "could we have", "let us have",
+                "i will have", "we will have")
 # spoken questions carry no "?": "can you see the aorta" asks where it is, it does not ask to move
 QUESTION_STARTS = ("what", "which", "where", "who", "is", "are", "can you tell", "do you know",
                    "how", "can you see", "do you see", "could you see", "can you spot", "can you find")
@@ -132,16 +137,12 @@ VIEW_PHRASES = {
     "oblique_left": ("left oblique", "oblique left", "lao", "left anterior oblique", "left anterior"),
     "oblique_right": ("right oblique", "oblique right", "rao", "right anterior oblique", "right anterior"),
     "ap": ("ap", "a p", "anteroposterior", "antero posterior", "anterior posterior", "frontal",
-           "straight ap", "front view", "straight on"),
-    "pa": ("pa", "p a", "posteroanterior", "postero anterior", "posterior anterior"),
-    "lateral": ("lateral", "lat", "side view", "from the side", "sideways", "profile"),
+           "straight ap", "front view", "straight on", "true ap"),
+    "pa": ("pa", "p a", "posteroanterior", "postero anterior", "posterior anterior", "true pa"),
+    "lateral": ("lateral", "lat", "side view", "from the side", "sideways", "profile", "true lateral",
+                "cross table lateral", "straight lateral"),
     "inlet": ("inlet",),
     "outlet": ("outlet",),
-}
-UNIT_WORDS = {
-    "mm": ("mm", "millimeter", "millimeters", "millimetre", "millimetres", "mil", "mils", "millis"),
-    "cm": ("cm", "centimeter", "centimeters", "centimetre", "centimetres", "centi", "centis"),
-    "deg": ("degree", "degrees", "deg", "degs"),
 }
 # a small, unstated amount: filler in a move with a distance, the whole amount in "a touch to the left"
 SMALL_AMOUNT_PHRASES = ("a little bit", "a bit", "a little", "little bit", "slightly", "a touch", "just a touch",
@@ -159,7 +160,7 @@ FILLER_PHRASES = SMALL_AMOUNT_PHRASES + ("please", "thank you", "thanks", "okay"
 # "axis", "the arm" / "C-arm" (the machine). "left arm" still resolves.
 GENERIC_WORDS = ("bit", "axis", "arm")
 # Words that may precede a structure without changing its meaning.
-STRUCTURE_MODIFIERS = ("whole", "entire", "full", "both")
+STRUCTURE_MODIFIERS = ("whole", "entire", "full", "both", "all")
 # "me" / "us" are filler after a verb that takes them ("show me", "show us", "for me"); with no
 # such word before them a request verb was lost, and the one lost may be the staff's ("[hand]
 # me the retractor" heard "and me the retractor") or a motion word that takes no person ("pan
@@ -188,6 +189,7 @@ _MOVE = _phrase_regex(MOVE_WORDS)
 _ACQUIRE = _phrase_regex(ACQUIRE_PHRASES)
 _WHERE = _phrase_regex(WHERE_PHRASES)
 _SHOW = _phrase_regex(SHOW_PHRASES)
+_HAVE = _phrase_regex(HAVE_PHRASES)
 _FILLER = _phrase_regex(FILLER_PHRASES)
 _SMALL_AMOUNT = _phrase_regex(SMALL_AMOUNT_PHRASES)
 _SHOW_WHERE = _phrase_regex(("show where", "show me where"))
@@ -220,6 +222,25 @@ _MACHINE_WORDS = frozenset(GENERIC_WORDS) | frozenset(
     ("c", "table", "bed", "patient", "beam", "field", "collimator", "collimation", "detector", "image",
      "screen", "view", "tube", "gantry", "machine", "scanner", "system", "position", "previous", "last",
      "direction"))
+# verbs that say their direction ("raise the C-arm 4 cm"; "lower" is a direction word already)
+_UPWARD_VERB = re.compile(r"\b(?:raise|elevate)\b")
+# "go ahead [and shoot]" gives leave; its "go" is not a move
+_GO_AHEAD = re.compile(r"\bgo ahead\b")
+# a move or turn that ends where its amount should follow ("move left by"), or on a preposition
+# nobody ends one with ("move cranial at", "move right for": "eight", "four" heard without a unit)
+_DANGLING_AMOUNT = re.compile(r"\b(?:by|about|around|approximately|roughly|another|at|to|for|of|with)$")
+# a question that locates something by a landmark ("the bone next to the knee") may name anatomy
+# outside the vocabulary; one that asks for that anatomy itself ("where is the ureter") is refused
+_LANDMARK = re.compile(r"\b(?:next to|near|nearest|close to|closest to|adjacent to|above|below|beneath|"
+                       r"under|underneath|beside|behind|in front of|between|attached to|connected to|joined to)\b")
+# a move's verbs that are not also the machine ("push the table"): removed before a target check
+_MOVE_VERBS = _phrase_regex([word for word in MOVE_WORDS if word not in _MACHINE_WORDS])
+# an ordinal the structure's name did not take ("the 13th rib", "the left thirteenth rib"): a
+# numbered structure that does not exist, not the whole family its noun names
+_ORDINAL = re.compile(r"^(?:\d+(?:st|nd|rd|th)|(?:\w+)?(?:first|second|third|fifth|eighth|ninth|twelfth|teenth|tieth)"
+                      r"|fourth|sixth|seventh|tenth|eleventh)$")
+# "Right, can I get an inlet view": a British opener, not a side or a direction
+_OPENING_RIGHT = re.compile(r"^(?:ok |okay |alright )?right (?=(?:so|then|now|ok|okay|can|could|let|lets|i|we)\b)")
 _TILT_VIEW = re.compile(r"\b(cranial|caudal|cephalad|caudad)(?: tilt| angle| angulation| view)?\b")
 
 # Slot-free intents by example, for the embedding fallback (checked by the tests: every one
@@ -289,7 +310,8 @@ class CommandParser:
             return not_understood(text[:80] + "...", f"input longer than {self.config.max_text_chars} "
                                   "characters refused", source=source)
         tokens = normalize_command(text)
-        joined = " ".join(tokens)
+        joined = _OPENING_RIGHT.sub("", " ".join(tokens))
+        tokens = joined.split()
         if not tokens:
             return not_understood(text, "empty input", source=source)
         intent = self._parse(joined, tokens, text, source)
@@ -335,6 +357,13 @@ class CommandParser:
             return make(K.COLLIMATE, direction=BARE_COLLIMATION[bare[0]])
         question = bool(_QUESTION.search(joined)) or text.strip().endswith("?")
         span = self._find_structure(tokens)
+        ordinal = self._stray_ordinal(tokens, span)
+        if ordinal:
+            return self._numbered_refusal(ordinal, " ".join(tokens[span.start:span.end]), text, source)
+        unknown = self.vocabulary.not_segmented_term(joined) if span is None else ""
+        if unknown and not (question and _LANDMARK.search(joined)):
+            return not_understood(text, f"'{unknown}' is anatomy I cannot find in an image (not among the "
+                                  "structures I know)", candidates=self._nearest_names(unknown), source=source)
         if _TILT.search(joined) and not span:
             return self._turn(K.TILT, _TILT, joined, make)
         if _ROTATE.search(joined) and not span and (not self._view(joined)[0] or _NUMBER_UNIT.search(joined)):
@@ -344,11 +373,13 @@ class CommandParser:
             return self._where(joined, tokens, span, text, source, make, question)
         if span is not None or self._view(joined)[0]:
             return self._show(joined, tokens, span, text, source, make)
-        if _MOVE.search(joined) or self._bare_distance_move(joined) or self._bare_nudge(joined):
+        if _MOVE.search(_GO_AHEAD.sub(" ", joined)) or self._bare_distance_move(joined) or self._bare_nudge(joined):
             return self._move(joined, text, source, make)
         if _ACQUIRE.search(joined):
             rest = _ACQUIRE.sub(" ", joined)
-            return self._unknown_target(rest, text, source) or make(K.ACQUIRE, self._confidence(rest))
+            # "fire me" has lost its verb like "and me the retractor" ("can you hear me" so heard)
+            return self._unknown_target(rest, text, source) or \
+                make(K.ACQUIRE, self._confidence(rest, 2 * self._ungoverned_pronouns(tokens)))
         if _SHOW.search(joined):
             return self._fallback(joined, text, source, "a request without a structure I know")
         return self._fallback(joined, text, source, "no command recognised")
@@ -414,8 +445,9 @@ class CommandParser:
         # "cranial 20 mm" is a distance (a move), "cranial 20" or "20 degrees cranial" a tilt;
         # "move caudal 3" lacks the move's unit: not a 3 degree tilt
         distance = bool(number and number.group(2) and number.group(2) not in UNIT_WORDS["deg"])
-        unitless_move = bool(number and not number.group(2) and _MOVE.search(joined))
-        if match and (re.search(r"\btilt|angl|view\b", joined) or (number and not distance and not unitless_move)):
+        # ... and "move cranial 30 degrees" a move in the wrong unit, refused as such
+        move = bool(number and _MOVE.search(_SHOW.sub(" ", joined)))
+        if match and (re.search(r"\btilt|angl|view\b", joined) or (number and not distance and not move)):
             view = "cranial" if match.group(1) in ("cranial", "cephalad") else "caudal"
             rest = joined[:match.start()] + " " + joined[match.end():]
             amount, _, rest = self._amount(rest, default_unit="deg")
@@ -496,6 +528,8 @@ class CommandParser:
         amount, unit, rest = self._amount(joined, default_unit="deg")
         if unit not in ("", "deg"):
             return not_understood(joined, f"{kind} takes degrees, not {unit}")
+        if math.isnan(amount) and self._ends_before_amount(joined):
+            return not_understood(joined, f"the {kind} ends where its angle should be: say it again with the degrees")
         directions, rest = self._direction(rest, allowed)
         if kind == K.TILT:  # "tilt up/down" means nothing certain for a C-arm: refused below
             directions += [d for d in ("cranial", "caudal") if re.search(rf"\b{d[:4]}", rest)]
@@ -506,6 +540,28 @@ class CommandParser:
         rest = re.sub(r"\b(towards|toward|by|the|arm|c|to|further|degrees?|more)\b", " ", rest)
         return make(kind, self._confidence(rest), direction=directions[0], amount=amount,
                     unit="deg" if not math.isnan(amount) else "")
+
+    def _numbered_refusal(self, ordinal: str, noun: str, text: str, source: str) -> Intent:
+        """'the first rib' has a side to say; 'the 13th rib' does not exist."""
+        sides = tuple(name for side in ("left", "right")
+                      if (name := self.vocabulary.resolve(f"{side} {ordinal} {noun}")) is not None)
+        if sides:
+            return not_understood(text, f"the {ordinal} {noun} on which side, left or right?", candidates=sides,
+                                  source=source)
+        return not_understood(text, f"no {ordinal} {noun} that I know: say the level again",
+                              candidates=self._nearest_names(f"{ordinal} {noun}"), source=source)
+
+    @staticmethod
+    def _stray_ordinal(tokens: list[str], span: _Span | None) -> str:
+        """An ordinal right before the structure (past a side word) that its name did not take."""
+        before = span.start - 1 if span is not None else -1
+        while before >= 0 and tokens[before] in ("left", "right"):
+            before -= 1
+        return tokens[before] if before >= 0 and _ORDINAL.match(tokens[before]) else ""
+
+    @staticmethod
+    def _ends_before_amount(joined: str) -> bool:
+        return bool(_DANGLING_AMOUNT.search(" ".join(_FILLER_AFTER_PRONOUN.sub(" ", joined).split())))
 
     def _bare_distance_move(self, joined: str) -> bool:
         """'left 2 cm', 'up 5 mm': a direction and a distance without a verb are a move."""
@@ -534,13 +590,18 @@ class CommandParser:
         marked = rest
         for direction in K.MOVE_DIRECTIONS:  # "move to the left": "the" then a direction is fine
             marked = _DIRECTIONS[direction].sub(" direction ", marked)
-        refusal = self._unknown_target(_MOVE.sub(" ", marked), text, source, _THE_TARGET)
+        refusal = self._unknown_target(_MOVE_VERBS.sub(" ", marked), text, source, _THE_TARGET)
         if refusal is not None:
             return refusal
         if _PRONOUN_AFTER_DIRECTION.search(" ".join(_FILLER_AFTER_PRONOUN.sub(" ", marked).split())):
             return not_understood(text, "a word where the distance goes: say the move again with its amount "
                                   "and unit, or without an amount", source=source)
+        if math.isnan(amount) and self._ends_before_amount(joined):
+            return not_understood(text, "the request ends where its amount should be: say it again with the "
+                                  "amount and unit", source=source)
         directions, rest = self._direction(rest, K.MOVE_DIRECTIONS)
+        if _UPWARD_VERB.search(rest):
+            directions.append("up")       # "raise it left" names two
         if len(set(directions)) != 1:
             return not_understood(joined, "move needs one direction: " + ", ".join(K.MOVE_DIRECTIONS))
         rest = _MOVE.sub(" ", rest)
@@ -569,8 +630,8 @@ class CommandParser:
         else:
             rest = joined
         view, tilt, rest = self._view(rest) if view else ("", math.nan, rest)
-        verb = _SHOW.search(rest) or _MOVE.search(rest) or _ACQUIRE.search(rest)
-        rest = _ACQUIRE.sub(" ", _MOVE.sub(" ", _SHOW.sub(" ", rest)))
+        verb = _SHOW.search(rest) or _MOVE.search(rest) or _ACQUIRE.search(rest) or (_HAVE.search(rest) if view else None)
+        rest = _ACQUIRE.sub(" ", _MOVE.sub(" ", _SHOW.sub(" ", _HAVE.sub(" ", rest) if view else rest)))
         if _OBLIQUE_ALONE.search(rest):
             return not_understood(text, "which oblique: left or right?", source=source,
                                   candidates=("view=oblique_left", "view=oblique_right"))

@@ -388,7 +388,8 @@ def _dedupe(forms: Iterable[SurfaceForm]) -> list[SurfaceForm]:
 class Vocabulary:
     """Entries by canonical name, their surface forms, and the resolver."""
 
-    def __init__(self, entries: Iterable[VocabularyEntry], source: Path | None = None) -> None:
+    def __init__(self, entries: Iterable[VocabularyEntry], source: Path | None = None,
+                 not_segmented: Iterable[str] = ()) -> None:
         self.source = source
         self._entries: dict[str, VocabularyEntry] = {}
         for entry in entries:
@@ -403,6 +404,10 @@ class Vocabulary:
                            for form in _bilateral_forms(group, self.entry(side))]
                 self._forms[group.name] = _dedupe(self._forms[group.name] + derived)
         self._index = self._build_index()
+        self.not_segmented = self._check_not_segmented(not_segmented)
+        self._not_segmented = re.compile(r"\b(?:" + "|".join(
+            re.escape(t) for t in sorted(self.not_segmented, key=len, reverse=True)) + r")\b") \
+            if self.not_segmented else None
         log.debug("vocabulary: %d entries, %d surface forms", len(self._entries), len(self._index))
 
     @classmethod
@@ -413,11 +418,11 @@ class Vocabulary:
             data = yaml.safe_load(stream)
         if not isinstance(data, Mapping):
             raise VocabularyError(f"{path}: not a mapping")
-        return cls(parse_entries(data), source=path)
+        return cls(parse_entries(data), source=path, not_segmented=data.get("not_segmented") or ())
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Vocabulary:
-        return cls(parse_entries(data))
+        return cls(parse_entries(data), not_segmented=data.get("not_segmented") or ())
 
     # -- validation ---------------------------------------------------------------------
 
@@ -432,6 +437,20 @@ class Vocabulary:
                     raise VocabularyError(
                         f"bilateral group {group.name} needs one left and one right member")
             self.group_members(group.name)   # raises on cycles
+
+    def _check_not_segmented(self, terms: Iterable[str]) -> tuple[str, ...]:
+        keys = tuple(dict.fromkeys(normalize(str(term)) for term in terms))
+        known = [key for key in keys if self.resolve(key) is not None]
+        if known:
+            raise VocabularyError(f"not_segmented terms that an entry resolves: {known}")
+        return keys
+
+    def not_segmented_term(self, text: str) -> str:
+        """The first anatomy term in `text` that names no entry ("ureter", "tibia"), or ""."""
+        if self._not_segmented is None:
+            return ""
+        match = self._not_segmented.search(normalize(text))
+        return match.group(0) if match else ""
 
     def _build_index(self) -> dict[str, str]:
         index: dict[str, str] = {}
@@ -516,7 +535,8 @@ class Vocabulary:
             return None
         side = sides.pop()
         rest = normalize(_SIDE_WORDS.sub(" ", key))
-        name = self._index.get(rest)
+        # a numbered rib has no side-less form: "5th rib on the left" is "left 5th rib"
+        name = self._index.get(rest) or self._index.get(normalize(f"{side} {rest}"))
         if name is None:
             return None
         entry = self._entries[name]

@@ -167,6 +167,22 @@ def test_an_ambiguous_vocabulary_is_refused():
         Vocabulary.from_dict(data)
 
 
+def test_a_side_said_after_a_numbered_rib_or_a_pair_resolves(vocabulary):
+    assert vocabulary.resolve("5th rib on the left") == "rib_left_5"
+    assert vocabulary.resolve("rib 7 on the right hand side") == "rib_right_7"
+    assert vocabulary.resolve("common carotid on the left") == "common_carotid_artery_left"
+    assert vocabulary.resolve("left kidney on the right") is None
+
+
+def test_anatomy_without_an_entry_is_listed_and_may_not_name_one(vocabulary):
+    assert vocabulary.not_segmented_term("highlight the left ureter") == "ureter"
+    assert vocabulary.not_segmented_term("where's the belly button?") == "belly button"
+    assert vocabulary.not_segmented_term("show the liver") == ""
+    with pytest.raises(VocabularyError, match="not_segmented"):
+        Vocabulary.from_dict({**_document({"name": "a_bone", "display": "a bone", "synonyms": ["shin"],
+                                           "description": "the bone here"}), "not_segmented": ["shin"]})
+
+
 def test_unknown_group_members_and_cycles_are_refused():
     bone = {"name": "a_bone", "display": "a bone", "description": "the bone here"}
     with pytest.raises(VocabularyError, match="unknown members"):
