@@ -62,7 +62,7 @@ STOP_PHRASES = ("stop", "stopp", "halt", "freeze", "abort", "emergency", "hold s
                 "no movement", "cease", "wait wait", "whoa")
 # Alone (or nearly), "wait" and "cancel" ask to stop what is happening; inside a sentence ("let us
 # wait for the radiologist", "the case got cancelled") they are talk.
-_SHORT_STOP = re.compile(r"^(?:(?:hey|oh|no|please) )?(?:wait|cancel|cancel (?:that|it|this|the move|the motion))"
+_SHORT_STOP = re.compile(r"^(?:(?:hey|oh|no|please) )?(?:wait|hold|cancel|cancel (?:that|it|this|the move|the motion))"
                          r"(?: (?:a second|a sec|a moment|1 second|1 sec|1 moment|please|now))?$")
 NEGATIONS = ("not", "never", "no", "nope")
 UNDO_PHRASES = ("undo", "go back", "move back to the previous", "back to the previous", "previous view",
@@ -77,7 +77,7 @@ ZOOM_OUT = ("zoom out", "unzoom", "demagnify", "reduce magnification", "less mag
             "decrease magnification", "zoom back out", "magnification down", "reduce the magnification",
             "decrease the magnification", "less zoom")
 COLLIMATE_WORDS = ("collimate", "collimation", "collimator", "collimators", "cone", "coning",
-                   "shutter", "shutters")
+                   "shutter", "shutters", "collimator blades", "collimator leaves", "collimator jaws")
 # Opening the field fully names the collimator without naming it
 OPEN_FIELD_PHRASES = ("full field", "open it all the way", "open all the way", "open it up all the way",
                       "open up all the way", "open it fully", "open fully", "open it up fully", "open up fully")
@@ -99,7 +99,8 @@ ACQUIRE_PHRASES = ("take a shot", "take a picture", "take an image", "take a fil
                    # a repeat of the last exposure, same pose
                    "another shot", "another image", "another picture",
                    "1 more shot", "1 more image", "1 more picture", "repeat the shot", "repeat the image",
-                   "repeat the last shot", "repeat the last image", "repeat the exposure", "same again")
+                   "repeat the last shot", "repeat the last image", "repeat the exposure", "same again",
+                   "take another 1", "another 1", "pedal", "spot image", "spot film")
 WHERE_PHRASES = ("where is", "where are", "where", "find", "locate", "highlight", "segment", "outline",
                  "mark", "identify", "point out", "which", "what is", "what are", "is that", "is this",
                  "can you see", "do you see", "label", "show where", "show me where")
@@ -155,7 +156,8 @@ FILLER_PHRASES = SMALL_AMOUNT_PHRASES + ("please", "thank you", "thanks", "okay"
                   "projection", "image", "picture", "shot", "xray", "there", "here", "that", "this", "it",
                   "position", "c arm", "carm", "arm", "camera", "beam", "table", "patient", "patients",
                   "side", "more", "further", "farther", "about", "around", "approximately", "roughly",
-                  "over", "into", "with", "be", "is", "are", "please do", "go ahead", "and then")
+                  "over", "into", "with", "be", "is", "are", "please do", "go ahead", "and then",
+                  "all the way", "fully", "completely")
 # Surface forms that in a command almost always mean something else: "a bit", the rotation
 # "axis", "the arm" / "C-arm" (the machine). "left arm" still resolves.
 GENERIC_WORDS = ("bit", "axis", "arm")
@@ -235,6 +237,8 @@ _LANDMARK = re.compile(r"\b(?:next to|near|nearest|close to|closest to|adjacent 
                        r"under|underneath|beside|behind|in front of|between|attached to|connected to|joined to)\b")
 # a move's verbs that are not also the machine ("push the table"): removed before a target check
 _MOVE_VERBS = _phrase_regex([word for word in MOVE_WORDS if word not in _MACHINE_WORDS])
+# "what organ makes urine ...": a question about a thing, answered like "which"
+_WH_QUESTION = re.compile(r"^(?:what|which)\b(?! an?\b)")      # not "what a nice day"
 # an ordinal the structure's name did not take ("the 13th rib", "the left thirteenth rib"): a
 # numbered structure that does not exist, not the whole family its noun names
 _ORDINAL = re.compile(r"^(?:\d+(?:st|nd|rd|th)|(?:\w+)?(?:first|second|third|fifth|eighth|ninth|twelfth|teenth|tieth)"
@@ -368,8 +372,8 @@ class CommandParser:
             return self._turn(K.TILT, _TILT, joined, make)
         if _ROTATE.search(joined) and not span and (not self._view(joined)[0] or _NUMBER_UNIT.search(joined)):
             return self._turn(K.ROTATE, _ROTATE, joined, make)
-        if _WHERE.search(joined) and (question or not _SHOW.search(joined) or span is None
-                                      or _SHOW_WHERE.search(joined)):
+        if (_WHERE.search(joined) or (span is None and _WH_QUESTION.match(joined))) and (
+                question or not _SHOW.search(joined) or span is None or _SHOW_WHERE.search(joined)):
             return self._where(joined, tokens, span, text, source, make, question)
         if span is not None or self._view(joined)[0]:
             return self._show(joined, tokens, span, text, source, make)
@@ -609,6 +613,11 @@ class CommandParser:
                     unit=unit if not math.isnan(amount) else "")
 
     def _where(self, joined, tokens, span, text, source, make, question) -> Intent:
+        if question and span is not None and _LANDMARK.search(" ".join(tokens[:span.start])) \
+                and _WH_QUESTION.match(joined):
+            # "which organ sits under the right ribs?": the ribs place the answer, they are not it
+            return self._fallback(joined, text, source, "a question about a structure I could not name",
+                                  question=True)
         rest = _WHERE.sub(" ", self._strip_span(tokens, span))
         rest = re.sub(r"\b(show|located|situated|lie|lies|sit|sits|find|it|me|you|can|see|please|would|should|be|"
                       r"one|1)\b", " ", rest)  # "which one is", "where would the pancreas be"

@@ -527,6 +527,10 @@ class Vocabulary:
         key = normalize(text)
         if key in self._index:
             return self._index[key]
+        # "the heart and the great vessels": articles inside a name
+        inner = re.sub(r" (?:the|a|an) ", " ", f" {key} ").strip()
+        if inner != key and inner in self._index:
+            return self._index[inner]
         return self._resolve_side(key)
 
     def _resolve_side(self, key: str) -> str | None:

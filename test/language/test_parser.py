@@ -245,6 +245,12 @@ def test_me_after_a_verb_it_before_the_direction_and_an_oblique_side_still_act(g
     ("take me back to where we were", K.UNDO, {}),
     ("go to the pelvis 20 degrees cranial", K.SHOW, {"structure": "pelvis", "view": "cranial", "amount": 20.0,
                                                      "unit": "deg"}),
+    ("show the heart and the great vessels", K.SHOW, {"structure": "heart_and_great_vessels"}),
+    ("bring the collimator blades in", K.COLLIMATE, {"direction": "tighter"}),
+    ("zoom out all the way", K.ZOOM, {"direction": "out"}),
+    ("hit the pedal", K.ACQUIRE, {}),
+    ("take another one", K.ACQUIRE, {}),
+    ("hold", K.STOP, {}),
 ])
 def test_forms_a_held_out_command_set_found_missing(grammar, text, kind, slots):
     """Written by an evaluator who never saw the parser (session 16); each failed before."""
@@ -270,6 +276,14 @@ def test_a_lost_amount_or_anatomy_outside_the_vocabulary_is_refused(grammar, tex
     intent = grammar.parse(text)
     assert intent.kind == K.NOT_UNDERSTOOD and not intent.acts, intent.describe()
     assert error in intent.error
+
+
+def test_a_what_question_without_a_where_word_is_answered_and_a_landmark_is_not_the_answer(full_parser):
+    intent = full_parser.parse("what organ makes urine on the left side?")
+    assert (intent.kind, intent.structure) == (K.WHERE, "kidney_left"), intent.describe()
+    # the ribs place the organ asked for; answering "the right ribs" would highlight the wrong thing
+    intent = full_parser.parse("which organ sits under the right ribs?")
+    assert intent.structure != "ribs_right" and not intent.acts, intent.describe()
 
 
 def test_a_question_may_still_use_anatomy_outside_the_vocabulary_as_a_landmark(full_parser):
