@@ -100,7 +100,9 @@ ACQUIRE_PHRASES = ("take a shot", "take a picture", "take an image", "take a fil
                    "another shot", "another image", "another picture",
                    "1 more shot", "1 more image", "1 more picture", "repeat the shot", "repeat the image",
                    "repeat the last shot", "repeat the last image", "repeat the exposure", "same again",
-                   "take another 1", "another 1", "pedal", "spot image", "spot film")
+                   "take another 1", "another 1", "spot image", "spot film",
+                   # the foot switch named, not merely mentioned ("the pedal is broken" is talk)
+                   "hit the pedal", "press the pedal", "hit the foot pedal", "press the foot pedal")
 WHERE_PHRASES = ("where is", "where are", "where", "find", "locate", "highlight", "segment", "outline",
                  "mark", "identify", "point out", "which", "what is", "what are", "is that", "is this",
                  "can you see", "do you see", "label", "show where", "show me where")

@@ -267,6 +267,7 @@ def test_forms_a_held_out_command_set_found_missing(grammar, text, kind, slots):
     ("where is the appendix?", "cannot find"),
     ("move cranial 30 degrees", "not deg"),     # a move in degrees is no tilt view
     ("can i have the scalpel", "confidence"),   # having a thing is talk; having a view is a request
+    ("the pedal is broken", "no command"),      # the foot switch mentioned, not pressed
     ("raise it left 2 cm", "one direction"),    # "raise" says up
     ("move cranial at", "amount"),              # "move cranial eight" heard without its number
     ("locate the left 13th rib", "no 13th rib"),   # not the ribs its noun names
