@@ -74,6 +74,12 @@ RIB_PATTERNS = {
     "on_the": "{o} rib on the {s}",
     "on_side": "{o} rib on the {s} side",
 }
+# The first and the last of a numbered series named by position ("the lowest lumbar vertebra" is
+# L5, "the top left rib" the 1st): {w} is one of the words, {r} the region, {s} the side.
+END_WORDS = {"first": ("top", "highest", "uppermost"), "last": ("lowest", "last", "bottom")}
+END_VERTEBRA_PATTERNS = {"end": "{w} {r} vertebra", "end_short": "{w} {r}"}
+END_RIB_PATTERNS = {"end": "{s} {w} rib", "end_side": "{w} {s} rib", "end_on_the": "{w} rib on the {s}",
+                    "end_on_side": "{w} rib on the {s} side"}
 # Laterality word orders for an unlateralised term {t} and side {s}; the first is the display order.
 LATERAL_PATTERNS = {
     "prefix": "{s} {t}",
@@ -403,6 +409,8 @@ class Vocabulary:
                 derived = [form for side in group.members
                            for form in _bilateral_forms(group, self.entry(side))]
                 self._forms[group.name] = _dedupe(self._forms[group.name] + derived)
+        for name, forms in self._end_forms().items():
+            self._forms[name] = _dedupe(self._forms[name] + forms)
         self._index = self._build_index()
         self.not_segmented = self._check_not_segmented(not_segmented)
         self._not_segmented = re.compile(r"\b(?:" + "|".join(
@@ -437,6 +445,24 @@ class Vocabulary:
                     raise VocabularyError(
                         f"bilateral group {group.name} needs one left and one right member")
             self.group_members(group.name)   # raises on cycles
+
+    def _end_forms(self) -> dict[str, list[SurfaceForm]]:
+        """Forms naming the first and the last member of each numbered series (per region and side)."""
+        series: dict[tuple[str, str], list[VocabularyEntry]] = {}
+        for entry in self._entries.values():
+            if entry.numbering is not None:
+                series.setdefault((entry.numbering.region, entry.laterality), []).append(entry)
+        forms: dict[str, list[SurfaceForm]] = {}
+        for (region, side), members in series.items():
+            if len(members) < 2:
+                continue
+            members.sort(key=lambda e: e.numbering.index)
+            patterns = END_RIB_PATTERNS if region == RIB_REGION else END_VERTEBRA_PATTERNS
+            for end, entry in (("first", members[0]), ("last", members[-1])):
+                forms[entry.name] = [SurfaceForm(pattern.format(w=word, r=region, s=side), "numbered",
+                                                 f"numbered:{pattern_id}", entry.name, entry.plural)
+                                     for word in END_WORDS[end] for pattern_id, pattern in patterns.items()]
+        return forms
 
     def _check_not_segmented(self, terms: Iterable[str]) -> tuple[str, ...]:
         keys = tuple(dict.fromkeys(normalize(str(term)) for term in terms))

@@ -174,6 +174,15 @@ def test_a_side_said_after_a_numbered_rib_or_a_pair_resolves(vocabulary):
     assert vocabulary.resolve("left kidney on the right") is None
 
 
+def test_the_ends_of_a_numbered_series_are_named_by_position(vocabulary):
+    assert vocabulary.resolve("the lowest thoracic vertebra") == "vertebrae_T12"
+    assert vocabulary.resolve("top cervical vertebra") == "vertebrae_C1"
+    assert vocabulary.resolve("lowest lumbar") == "vertebrae_L5"
+    assert vocabulary.resolve("lowest rib on the left") == "rib_left_12"
+    assert vocabulary.resolve("right uppermost rib") == "rib_right_1"
+    assert vocabulary.resolve("lowest rib") is None        # which side?
+
+
 def test_anatomy_without_an_entry_is_listed_and_may_not_name_one(vocabulary):
     assert vocabulary.not_segmented_term("highlight the left ureter") == "ureter"
     assert vocabulary.not_segmented_term("where's the belly button?") == "belly button"
