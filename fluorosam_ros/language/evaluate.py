@@ -500,7 +500,7 @@ def _fit_gate_main(parser, recognizer, voices, snr_db, args) -> int:
     rows = tuning_recognitions(parser, recognizer, voices, snr_db, commands=args.tuning_commands)
     gate, report = fit_action_gate(parser, rows, file_sha256(recognizer.weights_path))
     gate.word_model_sha256 = recognizer.word_model_sha256
-    gate.decoder_settings = dict(recognizer.decoder_settings)
+    gate.decoder_settings = recognizer.decoder_settings
     print(json.dumps(report, indent=1))
     print(f"gate: {gate.save(args.fit_gate)}")
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -130,8 +130,11 @@ def words_to_digits(tokens: list[str]) -> list[str]:
     return out
 
 
+_DIGITS = re.compile(r"\d+(?:\.\d+)?")
+
+
 def _is_digits(token: str) -> bool:
-    return bool(re.fullmatch(r"\d+(?:\.\d+)?", token))
+    return bool(_DIGITS.fullmatch(token))
 
 
 def normalize_command(text: str) -> list[str]:

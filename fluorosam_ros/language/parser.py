@@ -29,7 +29,7 @@ from typing import Protocol, Sequence
 from . import intents as K
 from .intents import Intent, not_understood
 from .numbers import UNIT_WORDS, normalize_command
-from .vocabulary import Vocabulary, default_vocabulary, normalize
+from .vocabulary import ORDINALS, Vocabulary, default_vocabulary, normalize
 
 log = logging.getLogger(__name__)
 
@@ -243,8 +243,7 @@ _MOVE_VERBS = _phrase_regex([word for word in MOVE_WORDS if word not in _MACHINE
 _WH_QUESTION = re.compile(r"^(?:what|which)\b(?! an?\b)")      # not "what a nice day"
 # an ordinal the structure's name did not take ("the 13th rib", "the left thirteenth rib"): a
 # numbered structure that does not exist, not the whole family its noun names
-_ORDINAL = re.compile(r"^(?:\d+(?:st|nd|rd|th)|(?:\w+)?(?:first|second|third|fifth|eighth|ninth|twelfth|teenth|tieth)"
-                      r"|fourth|sixth|seventh|tenth|eleventh)$")
+_ORDINAL = re.compile(r"^(?:\d+(?:st|nd|rd|th)|\w*(?:teenth|tieth)|" + "|".join(ORDINALS) + r")$")
 # "Right, can I get an inlet view": a British opener, not a side or a direction
 _OPENING_RIGHT = re.compile(r"^(?:ok |okay |alright )?right (?=(?:so|then|now|ok|okay|can|could|let|lets|i|we)\b)")
 _TILT_VIEW = re.compile(r"\b(cranial|caudal|cephalad|caudad)(?: tilt| angle| angulation| view)?\b")
@@ -641,8 +640,11 @@ class CommandParser:
         else:
             rest = joined
         view, tilt, rest = self._view(rest) if view else ("", math.nan, rest)
-        verb = _SHOW.search(rest) or _MOVE.search(rest) or _ACQUIRE.search(rest) or (_HAVE.search(rest) if view else None)
-        rest = _ACQUIRE.sub(" ", _MOVE.sub(" ", _SHOW.sub(" ", _HAVE.sub(" ", rest) if view else rest)))
+        have = _HAVE.search(rest) if view else None      # having a view is asking for it
+        if have:
+            rest = _HAVE.sub(" ", rest)
+        verb = _SHOW.search(rest) or _MOVE.search(rest) or _ACQUIRE.search(rest) or have
+        rest = _ACQUIRE.sub(" ", _MOVE.sub(" ", _SHOW.sub(" ", rest)))
         if _OBLIQUE_ALONE.search(rest):
             return not_understood(text, "which oblique: left or right?", source=source,
                                   candidates=("view=oblique_left", "view=oblique_right"))

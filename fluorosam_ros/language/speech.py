@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 
 from . import parser as P
+from .numbers import TENS_WORDS, UNITS_WORDS
 from .pronounce import pronounce
 from .vocabulary import CARDINALS, Vocabulary, default_vocabulary, normalize
 
@@ -900,8 +901,8 @@ def parse_recognition(recognition: Recognition, parser: "P.CommandParser", motio
 
 # "fifteen" and "fifty" differ in one unstressed syllable, the commonest wrong action in noise
 # (a 15 mm move heard as 50 mm); the decoder usually keeps the other one among its alternatives
-_TEENS = {"thirteen": "thirty", "fourteen": "forty", "fifteen": "fifty", "sixteen": "sixty",
-          "seventeen": "seventy", "eighteen": "eighty", "nineteen": "ninety"}
+_TEENS = {teen: ty for teen, value in UNITS_WORDS.items() if value is not None and value >= 13
+          for ty, tens in TENS_WORDS.items() if tens == 10 * (value - 10)}
 TEEN_TY = {**_TEENS, **{ty: teen for teen, ty in _TEENS.items()}}
 
 
