@@ -101,6 +101,8 @@ ACQUIRE_PHRASES = ("take a shot", "take a picture", "take an image", "take a fil
                    "1 more shot", "1 more image", "1 more picture", "repeat the shot", "repeat the image",
                    "repeat the last shot", "repeat the last image", "repeat the exposure", "same again",
                    "take another 1", "another 1", "spot image", "spot film",
+                   "get an image", "get me an image", "get a picture", "get me a picture", "grab an image",
+                   "grab a picture",
                    # the foot switch named, not merely mentioned ("the pedal is broken" is talk)
                    "hit the pedal", "press the pedal", "hit the foot pedal", "press the foot pedal")
 WHERE_PHRASES = ("where is", "where are", "where", "find", "locate", "highlight", "segment", "outline",
@@ -241,6 +243,8 @@ _LANDMARK = re.compile(r"\b(?:next to|near|nearest|close to|closest to|adjacent 
 _MOVE_VERBS = _phrase_regex([word for word in MOVE_WORDS if word not in _MACHINE_WORDS])
 # "what organ makes urine ...": a question about a thing, answered like "which"
 _WH_QUESTION = re.compile(r"^(?:what|which)\b(?! an?\b)")      # not "what a nice day"
+# "which bone is ...", "what organ are ...": the category a question asks about
+_WH_CATEGORY = re.compile(r"^(?:what|which) (?!one\b|is\b|are\b)(\w+) (?:is|are) (?:the )?")
 # an ordinal the structure's name did not take ("the 13th rib", "the left thirteenth rib"): a
 # numbered structure that does not exist, not the whole family its noun names
 _ORDINAL = re.compile(r"^(?:\d+(?:st|nd|rd|th)|\w*(?:teenth|tieth)|" + "|".join(ORDINALS) + r")$")
@@ -361,6 +365,9 @@ class CommandParser:
         if len(bare) == 1 and bare[0] in BARE_COLLIMATION:
             return make(K.COLLIMATE, direction=BARE_COLLIMATION[bare[0]])
         question = bool(_QUESTION.search(joined)) or text.strip().endswith("?")
+        if question:
+            tokens = self._category_question(tokens) or tokens
+            joined = " ".join(tokens)
         span = self._find_structure(tokens)
         ordinal = self._stray_ordinal(tokens, span)
         if ordinal:
@@ -516,6 +523,8 @@ class CommandParser:
                                   source=source)
         direction = found[0]
         direction_words = _phrase_regex(COLLIMATE_DIRECTIONS[direction])
+        if direction == "open" and _SMALL_AMOUNT.search(joined) and not _OPEN_FIELD.search(joined):
+            direction = "wider"    # "open it a bit" widens the field; it does not remove the collimation
         rest = direction_words.sub(" ", rest)
         # the collimation words marked, not removed: "open up the collimators" names its target
         marked = direction_words.sub(" ", _COLLIMATE.sub(" collimation ", joined))
@@ -523,7 +532,8 @@ class CommandParser:
             self._unknown_target(marked, text, source, _COLLIMATION_TARGET)
         if refusal is not None:
             return refusal
-        rest = re.sub(r"\b(up|the|field|a|bit|all the way|fully)\b", " ", rest)
+        # "a" stays for the filler's small amounts: "out a touch" would otherwise leave "touch"
+        rest = re.sub(r"\b(up|the|field|bit|all the way|fully)\b", " ", rest)
         return make(K.COLLIMATE, self._confidence(rest), direction=direction)
 
     def _turn(self, kind: str, verb: re.Pattern, joined: str, make) -> Intent:
@@ -676,6 +686,20 @@ class CommandParser:
             if fallback.understood and fallback.confidence > confidence:
                 return fallback
         return make(K.SHOW, confidence, structure=span.name, **slots)
+
+    def _category_question(self, tokens: list[str]) -> list[str] | None:
+        """ "which bone is the left collarbone?" as "which is the left collarbone", and "which rib
+        is the lowest one on the left?" as "which is the lowest rib on the left": the category
+        asked about is not a second structure, and "one" stands for it. Only when the rest is
+        one structure and nothing else; None otherwise ("which bone is next to the hip?")."""
+        asked = _WH_CATEGORY.match(" ".join(tokens))
+        if asked is None:
+            return None
+        named = [asked.group(1) if token in ("one", "1") else token for token in " ".join(tokens)[asked.end():].split()]
+        span = self._find_structure(named)
+        if span is None or span.start != 0 or _FILLER.sub(" ", " ".join(named[span.end:])).strip():
+            return None
+        return ["which", "is", *named]
 
     @staticmethod
     def _ungoverned_pronouns(tokens: list[str]) -> int:

@@ -42,15 +42,26 @@ HELD_OUT_ACCENTS = ("en-us", "en-gb")       # the evaluation's voices: never tra
 FLITE_VOICES = ("kal", "kal16", "awb", "rms", "slt")
 
 
+_VARIANT_FILE = re.compile(r"!v/(\S+)\s*$")
+_NOT_A_SPEAKER = ("whisper", "fast")      # inaudible at 10 dB, or a timing test
+
+
 def espeak_variants() -> list[str]:
-    """espeak-ng's speaker variants (timbre, pitch range, breathiness)."""
+    """espeak-ng's speaker variants (timbre, pitch range, breathiness), by the file name that
+    `-v accent+variant` selects. The listing's VoiceName column ("Adam") is not that name for
+    most of them ("adam"), and espeak-ng quietly speaks the plain voice for a name it does not
+    find, so the names come from the File column ("!v/adam")."""
     try:
         listing = subprocess.run(["espeak-ng", "--voices=variant"], capture_output=True, text=True,
                                  timeout=10).stdout
     except (OSError, subprocess.TimeoutExpired):
         return []
-    names = [line.split()[3] for line in listing.splitlines()[1:] if len(line.split()) >= 4]
-    return [n for n in names if "whisper" not in n.lower()]
+    names = []
+    for line in listing.splitlines()[1:]:
+        match = _VARIANT_FILE.search(line)
+        if match and not any(word in match.group(1).lower() for word in _NOT_A_SPEAKER):
+            names.append(match.group(1))
+    return names
 
 
 def flite_available() -> bool:
