@@ -44,18 +44,26 @@ FLITE_VOICES = ("kal", "kal16", "awb", "rms", "slt")
 
 _VARIANT_FILE = re.compile(r"!v/(\S+)\s*$")
 _NOT_A_SPEAKER = ("whisper", "fast")      # inaudible at 10 dB, or a timing test
+# How a variant is named on espeak-ng's command line: "files" (the File column, "!v/adam" ->
+# "adam": what `-v accent+variant` selects) or "listed" (the VoiceName column, "Adam", as runs
+# 1-9 of the bundled model were trained: espeak-ng quietly speaks the plain voice for the 60 of
+# 101 such names it does not find). "listed" exists to reproduce those runs.
+VARIANT_NAMINGS = ("files", "listed")
 
 
-def espeak_variants() -> list[str]:
-    """espeak-ng's speaker variants (timbre, pitch range, breathiness), by the file name that
-    `-v accent+variant` selects. The listing's VoiceName column ("Adam") is not that name for
-    most of them ("adam"), and espeak-ng quietly speaks the plain voice for a name it does not
-    find, so the names come from the File column ("!v/adam")."""
+def espeak_variants(naming: str = "files") -> list[str]:
+    """espeak-ng's speaker variants (timbre, pitch range, breathiness), named as `naming` says
+    (VARIANT_NAMINGS)."""
+    if naming not in VARIANT_NAMINGS:
+        raise ValueError(f"variant naming {naming!r} is not one of {VARIANT_NAMINGS}")
     try:
         listing = subprocess.run(["espeak-ng", "--voices=variant"], capture_output=True, text=True,
                                  timeout=10).stdout
     except (OSError, subprocess.TimeoutExpired):
         return []
+    if naming == "listed":
+        names = [line.split()[3] for line in listing.splitlines()[1:] if len(line.split()) >= 4]
+        return [n for n in names if "whisper" not in n.lower()]
     names = []
     for line in listing.splitlines()[1:]:
         match = _VARIANT_FILE.search(line)
@@ -179,12 +187,13 @@ class SpokenCorpus:
 
 
 def synthesize_corpus(count: int, seed: int, workers: int = 2, flite_share: float = 0.3,
-                      off_topic_share: float = 0.12, progress: bool = True) -> SpokenCorpus:
+                      off_topic_share: float = 0.12, progress: bool = True,
+                      variant_naming: str = "files") -> SpokenCorpus:
     """Speak `count` drawn sentences in drawn training voices (seeded)."""
     from tqdm import tqdm
 
     rng = np.random.default_rng(seed + 1)
-    variants = espeak_variants()
+    variants = espeak_variants(variant_naming)
     if not flite_available():
         log.warning("flite is not installed: espeak-ng voices only (apt-get install flite)")
         flite_share = 0.0

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from ..evaluate import word_errors as edit_distance
-from .corpus import HELD_OUT_ACCENTS, AugmentConfig, RoomAugmenter, SpokenCorpus, synthesize_corpus
+from .corpus import HELD_OUT_ACCENTS, VARIANT_NAMINGS, AugmentConfig, RoomAugmenter, SpokenCorpus, synthesize_corpus
 from .features import FeatureConfig, frames_of, log_mel
 from .model import AcousticConfig, CommandAcousticModel
 from .transcript import collapse, encode
@@ -40,6 +40,7 @@ class TrainSpeechConfig:
     clip: float = 5.0
     flite_share: float = 0.3
     off_topic_share: float = 0.12
+    variant_naming: str = "files"       # corpus.VARIANT_NAMINGS; "listed" reproduces runs 1-9
     validate_every: int = 500
     workers: int = 2
     model: AcousticConfig = field(default_factory=AcousticConfig)
@@ -60,7 +61,8 @@ def load_or_speak(path: Path, count: int, seed: int, config: TrainSpeechConfig) 
         corpus = SpokenCorpus.load(path)
         log.info("%d utterances from %s", len(corpus), path)
         return corpus
-    corpus = synthesize_corpus(count, seed, config.workers, config.flite_share, config.off_topic_share)
+    corpus = synthesize_corpus(count, seed, config.workers, config.flite_share, config.off_topic_share,
+                               variant_naming=config.variant_naming)
     corpus.save(path)
     log.info("spoke %d utterances (%.1f h) into %s", len(corpus), corpus.samples.size / 16000 / 3600, path)
     return corpus
@@ -92,10 +94,12 @@ def train(config: TrainSpeechConfig, data: Path, out: Path, init: Path | None = 
     if out.is_dir() or not out.suffix:     # a folder: the weights go inside it, found before hours of training
         out = out / BUNDLED_NAME
     torch.manual_seed(config.seed)
-    corpus = load_or_speak(data / f"train_{config.utterances}_seed{config.seed}.npz", config.utterances,
+    # runs 1-9's corpora ("listed" variant names) keep their cache names
+    naming = "" if config.variant_naming == "listed" else f"_variants-{config.variant_naming}"
+    corpus = load_or_speak(data / f"train_{config.utterances}_seed{config.seed}{naming}.npz", config.utterances,
                            config.seed, config)
-    held = load_or_speak(data / f"validation_{config.validation}_seed{config.seed + 1000}.npz", config.validation,
-                         config.seed + 1000, config)
+    held = load_or_speak(data / f"validation_{config.validation}_seed{config.seed + 1000}{naming}.npz",
+                         config.validation, config.seed + 1000, config)
     validation_room = RoomAugmenter(config.seed + 2000, config.augment)
     validation_audio = [validation_room(held.audio(i)) for i in range(len(held))]
     room = RoomAugmenter(config.seed, config.augment)
@@ -153,10 +157,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--validate-every", type=int, default=TrainSpeechConfig.validate_every)
     parser.add_argument("--flite-share", type=float, default=TrainSpeechConfig.flite_share)
     parser.add_argument("--workers", type=int, default=TrainSpeechConfig.workers)
+    parser.add_argument("--variant-naming", choices=VARIANT_NAMINGS, default=TrainSpeechConfig.variant_naming,
+                        help="how espeak-ng speaker variants are named: 'files' selects them all; "
+                             "'listed' (runs 1-9 of the bundled model) mostly falls back to the plain voice")
     args = parser.parse_args(argv)
     config = TrainSpeechConfig(utterances=args.utterances, validation=args.validation, steps=args.steps,
                                batch=args.batch, lr=args.lr, seed=args.seed, validate_every=args.validate_every,
-                               flite_share=args.flite_share, workers=args.workers)
+                               flite_share=args.flite_share, workers=args.workers,
+                               variant_naming=args.variant_naming)
     result = train(config, args.data, args.out, args.init)
     for row in result["history"]:
         print(row)
