@@ -122,12 +122,19 @@ def _model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--absent-threshold", type=float, default=0.5)
 
 
-def _predictor(parsed: argparse.Namespace):
+def _predictor(parsed: argparse.Namespace, read_prompts: bool = False):
+    """`read_prompts`: free text goes through the prompt reader (the structure a sentence names)."""
     from fluorosam_ros.model.build import build_model, bundled_checkpoint
     from fluorosam_ros.model.predictor import FluoroSAMPredictor
 
     checkpoint = parsed.checkpoint or bundled_checkpoint(parsed.model)
-    return FluoroSAMPredictor(build_model(parsed.model, checkpoint), absent_threshold=parsed.absent_threshold)
+    reader = None
+    if read_prompts:
+        from fluorosam_ros.language.prompt_reader import PromptReader
+
+        reader = PromptReader()
+    return FluoroSAMPredictor(build_model(parsed.model, checkpoint), absent_threshold=parsed.absent_threshold,
+                              prompt_reader=reader)
 
 
 def _evaluate(args: list[str]) -> int:
@@ -145,6 +152,8 @@ def _evaluate(args: list[str]) -> int:
     parser.add_argument("--prompts-per-image", type=int, default=SegmentationEvalConfig.prompts_per_image)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-peer", action="store_true", help="skip LiteMedSAM")
+    parser.add_argument("--no-prompt-reader", action="store_true",
+                        help="skip the held-out phrasings' second reading through the prompt reader")
     parser.add_argument("--out", type=Path, default=Path("output/evaluation/segmentation.json"))
     parsed = parser.parse_args(args)
     peer = None
@@ -154,7 +163,12 @@ def _evaluate(args: list[str]) -> int:
         peer = load_litemedsam()
     samples, total = validation_samples(parsed.data, parsed.split, parsed.images, skip=parsed.skip)
     config = SegmentationEvalConfig(prompts_per_image=parsed.prompts_per_image, seed=parsed.seed)
-    report = SegmentationEvaluator(_predictor(parsed), config, peer).run(samples, total)
+    reader = None
+    if not parsed.no_prompt_reader:
+        from fluorosam_ros.language.prompt_reader import PromptReader
+
+        reader = PromptReader()
+    report = SegmentationEvaluator(_predictor(parsed), config, peer, prompt_reader=reader).run(samples, total)
     skipped = f", after the first {parsed.skip}" if parsed.skip else ""
     print(f"\n{report.images} images{skipped}, {len(report.prompts)} prompts ({parsed.split} split of {parsed.data})\n")
     print(report.table())
@@ -223,6 +237,8 @@ def _segment(args: list[str]) -> int:
                                      "(DICOM, PNG/JPEG, .npy or pydicom-data:<name>) and write overlays.")
     parser.add_argument("image", help="e.g. pydicom-data:RG1_UNCR.dcm (a real chest radiograph)")
     parser.add_argument("--prompt", action="append", required=True, help="text prompt; repeat for several")
+    parser.add_argument("--raw-prompts", action="store_true", help="give the model each prompt as written "
+                        "(default: the prompt reader passes on the canonical name of the structure it names)")
     _model_arguments(parser)
     parser.add_argument("--out-dir", type=Path, default=Path("output/segment"))
     parsed = parser.parse_args(args)
@@ -231,7 +247,7 @@ def _segment(args: list[str]) -> int:
     except XrayFileError as error:
         print(f"fluorosam segment: {error}", file=sys.stderr)
         return 2
-    predictor = _predictor(parsed)
+    predictor = _predictor(parsed, read_prompts=not parsed.raw_prompts)
     # The model sees what our detector model shows: a percentile-windowed, bone-bright image.
     display = display_from_attenuation(image)
     predictor.set_image(display)
@@ -246,15 +262,17 @@ def _segment(args: list[str]) -> int:
             continue
         found = not prediction.absent
         masks = [prediction.best_mask] if found else []
-        caption = f"{text}: " + (f"IoU~{prediction.iou_scores[0]:.2f}" if found else "not found")
+        read = "" if prediction.prompt_text == text else f" (read as {prediction.prompt_text!r})"
+        caption = f"{text}{read}: " + (f"IoU~{prediction.iou_scores[0]:.2f}" if found else "not found")
         picture = overlay(display, masks=masks, caption=f"{caption} (absent {prediction.absent_score:.2f})")
         path = parsed.out_dir / f"{stem}_{'_'.join(text.split())}.png"
         picture.save(path)
         pictures.append(picture)
-        summary.append({"prompt": text, "found": found, "absent_score": prediction.absent_score,
+        summary.append({"prompt": text, "read_as": prediction.prompt_text, "found": found,
+                        "absent_score": prediction.absent_score,
                         "iou_scores": prediction.iou_scores.tolist(),
                         "mask_fraction": float(prediction.best_mask.mean()), "overlay": str(path)})
-        print(f"  {text!r}: {'found' if found else 'NOT FOUND'}, absent score {prediction.absent_score:.2f}, "
+        print(f"  {text!r}{read}: {'found' if found else 'NOT FOUND'}, absent score {prediction.absent_score:.2f}, "
               f"predicted IoU {prediction.iou_scores[0]:.2f}, mask {prediction.best_mask.mean():.1%} of the image -> {path}")
     if pictures:
         contact_sheet([p.resize((512, round(512 * p.height / p.width))) for p in pictures],

@@ -100,7 +100,11 @@ class SegmentationReport:
         if not pairs:
             return {"n": 0}
         canonical, paraphrase = np.asarray(pairs).T
-        return {"canonical": float(canonical.mean()), "paraphrase": float(paraphrase.mean()), "n": len(pairs)}
+        summary = {"canonical": float(canonical.mean()), "paraphrase": float(paraphrase.mean()), "n": len(pairs)}
+        read = [p.scores["paraphrase_read"]["dice"] for p in self.prompts if "paraphrase_read" in p.scores]
+        if len(read) == len(pairs):
+            summary["paraphrase_read"] = float(np.mean(read))
+        return summary
 
     def by_group(self, key: str) -> dict[str, dict[str, float]]:
         groups: dict[str, list[PromptResult]] = defaultdict(list)
@@ -135,6 +139,9 @@ class SegmentationReport:
         if paraphrase["n"]:
             lines.append(f"Held-out phrasings, text only: Dice {paraphrase['paraphrase']:.3f} against "
                          f"{paraphrase['canonical']:.3f} for the canonical names (n = {paraphrase['n']}).")
+            if "paraphrase_read" in paraphrase:
+                lines.append(f"The same phrasings read by the prompt reader first (the vocabulary knows the "
+                             f"lay terms held out from the model): Dice {paraphrase['paraphrase_read']:.3f}.")
         families = self.by_group("view_family")
         lines.append("Text-only Dice by view family: " + ", ".join(
             f"{name} {values['text_dice']:.3f} (n={values['n']})" for name, values in families.items()) + ".")
@@ -186,8 +193,12 @@ def ground_truth_box(target: np.ndarray) -> np.ndarray:
 
 # ---- the evaluation -------------------------------------------------------------------------
 class SegmentationEvaluator:
-    def __init__(self, predictor, config: SegmentationEvalConfig | None = None, peer=None) -> None:
+    def __init__(self, predictor, config: SegmentationEvalConfig | None = None, peer=None,
+                 prompt_reader=None) -> None:
+        """`prompt_reader` (`language.prompt_reader.PromptReader`): also score each held-out
+        phrasing as the reader passes it on (the predictor itself reads prompts as written)."""
         self.predictor = predictor
+        self.prompt_reader = prompt_reader
         self.config = config or SegmentationEvalConfig()
         self.peer = peer
         self.detector = DetectorModel()
@@ -228,6 +239,9 @@ class SegmentationEvaluator:
         self._click_rounds(text, first, target, rng, result)
         if result.paraphrase:
             result.scores["paraphrase"] = self._scored(self.predictor.predict(text=result.paraphrase), target).as_dict()
+            if self.prompt_reader is not None:
+                read = self.prompt_reader(result.paraphrase) or result.paraphrase
+                result.scores["paraphrase_read"] = self._scored(self.predictor.predict(text=read), target).as_dict()
         if self.peer is not None:
             result.scores["peer_gt_box"] = score(self.peer.predict_box(ground_truth_box(target)), target).as_dict()
             result.scores["peer_2pt_box"] = score(self.peer.predict_box(end_points_box(target)), target).as_dict()

@@ -687,6 +687,26 @@ class CommandParser:
                 return fallback
         return make(K.SHOW, confidence, structure=span.name, **slots)
 
+    def structure_named(self, text: str) -> str | None:
+        """The one structure `text` names, for a segmentation prompt: the longest span the
+        vocabulary resolves, else the structure a question describing it is answered with ("the
+        artery leaving the heart", which names two others); None when neither finds one.""" 
+        tokens = _OPENING_RIGHT.sub("", " ".join(normalize_command(text))).split()
+        if not tokens or len(text) > self.config.max_text_chars:
+            return None
+        span = self._find_structure(tokens)
+        if span is not None:
+            rest = tokens[:span.start] + ["|"] + tokens[span.end:]      # "|": spans may not join across it
+            other = self._find_structure(rest)
+            if other is None or other.name == span.name:
+                return span.name
+            between = rest[min(span.start, other.end):max(span.start + 1, other.start)]
+            if set(between) <= {"|", "and", "or", "the", "plus", "with", "both"}:
+                return None      # a list ("the liver and the spleen"): one structure at a time
+        # none named, or landmarks of a description ("the artery leaving the heart")
+        answer = self._fallback(" ".join(tokens), text, "text", "no structure named", question=True)
+        return answer.structure if answer.understood and answer.structure else None
+
     def _category_question(self, tokens: list[str]) -> list[str] | None:
         """ "which bone is the left collarbone?" as "which is the left collarbone", and "which rib
         is the lowest one on the left?" as "which is the lowest rib on the left": the category

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import torch
 from torch.nn import functional as F
 
 from .fluorosam import FluoroSAM
-from .text_encoder import TextTokens
 
 MAX_PROMPT_CHARS = 500
 MAX_POINTS = 64
@@ -35,6 +35,7 @@ class Prediction:
     absent_threshold: float = 0.5
     text_prompted: bool = True   # "absent" answers a text prompt; clicks say the structure is there
     from_grounding: bool = False  # the best mask is the coarse text grounding map (text-only prompts)
+    prompt_text: str = ""         # the text the model was given (after the prompt reader, if any)
 
     @property
     def absent(self) -> bool:
@@ -47,7 +48,8 @@ class Prediction:
 
 class FluoroSAMPredictor:
     def __init__(self, model: FluoroSAM, absent_threshold: float = 0.5, text_only_from_grounding: bool = True,
-                 text_map_threshold_logit: float = 0.0) -> None:
+                 text_map_threshold_logit: float = 0.0,
+                 prompt_reader: Callable[[str], str | None] | None = None) -> None:
         """`text_only_from_grounding`: a text-only prompt's best mask is the text grounding map
         where the model has one and it is not empty (at S/4 from the grounding refiner where the
         model has one, else the coarse 16x16 map, upsampled); the decoder's own text-only mask
@@ -58,13 +60,18 @@ class FluoroSAMPredictor:
         little: over every structure of validation images 60-89 its Dice was 0.367 at 0, 0.387
         at -1, 0.345 at +0.5. But clicks then correct a larger answer: on `fluorosam evaluate
         --images 60` -1 gave text only 0.396 (0.370 at 0) and 2 points 0.505 (0.547), so the
-        default stays 0; lower it where answers are read, not clicked on."""
+        default stays 0; lower it where answers are read, not clicked on.
+
+        `prompt_reader`: text -> the text the model is given, or None to give it the text as
+        written (`language.prompt_reader.PromptReader`: the canonical name of the structure a
+        sentence names). `Prediction.prompt_text` says which text the model saw."""
         if not math.isfinite(text_map_threshold_logit):
             raise ValueError(f"text_map_threshold_logit must be finite, got {text_map_threshold_logit}")
         self.model = model.eval()
         self.absent_threshold = absent_threshold
         self.text_only_from_grounding = text_only_from_grounding
         self.text_map_threshold_logit = float(text_map_threshold_logit)
+        self.prompt_reader = prompt_reader
         self.device = next(model.parameters()).device
         self._embedding: torch.Tensor | None = None
         self._pixel_features: torch.Tensor | None = None  # the grounding refiner's, per image
@@ -110,7 +117,8 @@ class FluoroSAMPredictor:
         text prompt's refined grounding map is the mask prompt."""
         if self._embedding is None:
             raise RuntimeError("call set_image() before predict()")
-        text_tokens = self._text_tokens(text)
+        prompt_text = self._model_text(text)
+        text_tokens = None if prompt_text is None else self.model.encode_text(texts=[prompt_text])
         point_inputs = self._points(points, labels)
         if text_tokens is None and point_inputs is None:
             raise PromptError("give a text prompt, points, or both")
@@ -142,7 +150,7 @@ class FluoroSAMPredictor:
                           absent_score=float(torch.sigmoid(output.absent_logits[0])),
                           low_res_logits=low_res.cpu().numpy(),
                           absent_threshold=self.absent_threshold, text_prompted=text_tokens is not None,
-                          from_grounding=from_grounding)
+                          from_grounding=from_grounding, prompt_text=prompt_text or "")
 
     def _mask_prompt(self, mask_input: np.ndarray | None, refined: torch.Tensor | None) -> torch.Tensor | None:
         """The decoder's mask prompt: the caller's, else the refined text map (models that take one)."""
@@ -160,7 +168,8 @@ class FluoroSAMPredictor:
             raise PromptError("mask_input contains NaN or inf")
         return torch.as_tensor(array, device=self.device)
 
-    def _text_tokens(self, text: str | None) -> TextTokens | None:
+    def _model_text(self, text: str | None) -> str | None:
+        """The validated prompt as the model will see it (after the prompt reader)."""
         if text is None:
             return None
         if not isinstance(text, str):
@@ -170,7 +179,9 @@ class FluoroSAMPredictor:
             raise PromptError("text prompt is empty")
         if len(text) > MAX_PROMPT_CHARS:
             raise PromptError(f"text prompt has {len(text)} characters; the limit is {MAX_PROMPT_CHARS}")
-        return self.model.encode_text(texts=[text])
+        if self.prompt_reader is not None:
+            text = self.prompt_reader(text) or text
+        return text
 
     def _points(self, points: np.ndarray | None, labels: np.ndarray | None):
         if points is None and labels is None:

@@ -103,6 +103,8 @@ class SegmentationNode(Node):
         self.embed_on_arrival = declare(self, "embed_on_arrival", False,
                                         "embed each new frame at once (faster first answer, more CPU)")
         torch_threads = declare(self, "torch_threads", 0, "CPU threads for inference; 0 = torch's default")
+        read_prompts = declare(self, "read_prompts", True, "give the model the canonical name of the structure "
+                               "a free-text prompt names (language.prompt_reader); false: the text as written")
 
         import torch
 
@@ -117,7 +119,12 @@ class SegmentationNode(Node):
             # Without a model there is nothing this node can do: say why and stop.
             self.get_logger().fatal(f"cannot load model {model_name!r}: {error}")
             raise
-        self.predictor = FluoroSAMPredictor(model, absent_threshold=self.absent_threshold)
+        reader = None
+        if read_prompts:
+            from fluorosam_ros.language.prompt_reader import PromptReader
+
+            reader = PromptReader()   # its sentence encoder loads on the first prompt that names no structure
+        self.predictor = FluoroSAMPredictor(model, absent_threshold=self.absent_threshold, prompt_reader=reader)
         self.get_logger().info(f"{model_name} from {weights} on {self.device} ({time.perf_counter() - started:.1f} s)")
 
         self._lock = threading.Lock()        # the predictor and its cached embedding
@@ -252,6 +259,8 @@ class SegmentationNode(Node):
         response.success = True
         response.message = ("not found: the model says the structure is not in the image" if prediction.absent
                             else f"found; predicted IoU {prediction.iou_scores[0]:.2f}")
+        if request.text and prediction.prompt_text != request.text.strip():
+            response.message += f" (prompt read as {prediction.prompt_text!r})"
         self.result_pub.publish(response.result)
         return response
 

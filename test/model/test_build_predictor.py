@@ -120,3 +120,19 @@ def test_registry_names_and_the_paper_configuration_needs_weights():
         build_model("sam_vit_h")
     with pytest.raises(CheckpointError, match="no bundled weights"):
         build_model("fluorosam_swin_l")
+
+
+def test_a_prompt_reader_chooses_the_text_the_model_sees(model, rng):
+    image = rng.random((120, 100)).astype(np.float32)
+    readings = {"I need a mask of the heart": "heart"}
+    reading = FluoroSAMPredictor(model, prompt_reader=readings.get)   # None: text as written
+    reading.set_image(image)
+    plain = FluoroSAMPredictor(model)
+    plain.set_image(image)
+    read = reading.predict(text="  I need a mask of the heart ")
+    assert read.prompt_text == "heart"
+    assert np.array_equal(read.masks, plain.predict(text="heart").masks)
+    assert reading.predict(text="my dog").prompt_text == "my dog"
+    assert reading.predict(points=np.array([[10.0, 20.0]]), labels=np.array([1])).prompt_text == ""
+    with pytest.raises(PromptError, match="empty"):       # validated before any reading
+        reading.predict(text="   ")

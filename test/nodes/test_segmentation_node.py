@@ -75,6 +75,14 @@ def test_segment_latest_frame_returns_a_mask_with_its_pose(system):
     assert result.carm_state.sensor_width_px == SIZE
 
 
+def test_a_free_text_prompt_is_read_as_the_structure_it_names(system):
+    commander, log_dir = system
+    response = commander.segment(text="I need a mask of the heart in this image")
+    assert response is not None, read_logs(log_dir)
+    assert response.success and "read as 'heart'" in response.message, response.message
+    assert response.result.prompt == "I need a mask of the heart in this image"   # the request, as asked
+
+
 def test_points_and_a_given_image(system):
     commander, _ = system
     frame = commander.frame
