@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import logging
+import re
 import shutil
 import subprocess
 import wave
@@ -81,6 +82,22 @@ class Voice:
     @property
     def label(self) -> str:
         return f"{self.name}@{self.speed_wpm}"
+
+
+# Abbreviations people spell out: "AP" is "ay pee", "RAO" "ar ay oh". espeak-ng speaks them so
+# when they are written in capitals among other words, but reads the lower-case word as a word
+# ("ap" rhymes with "cap", "rao" with "cow"), and the command grammar is written in lower case.
+SPELLED_ABBREVIATIONS = ("ap", "pa", "rao", "lao", "gi")
+_SPELLED = re.compile(r"\b(" + "|".join(SPELLED_ABBREVIATIONS) + r")\b")
+
+
+def spelled_for_speech(text: str, share: float = 1.0, rng: np.random.Generator | None = None) -> str:
+    """`text` with SPELLED_ABBREVIATIONS in capitals, each with probability `share` (drawn from
+    `rng`; all of them when `share` is 1), so that espeak-ng spells them as a speaker would."""
+    def capitalised(match: re.Match) -> str:
+        return match.group(1).upper() if share >= 1.0 or (rng is not None and rng.random() < share) else match.group(1)
+
+    return _SPELLED.sub(capitalised, text) if share > 0 else text
 
 
 def synthesize(text: str, voice: Voice = Voice(), rate: int = SAMPLE_RATE) -> np.ndarray:

@@ -232,7 +232,7 @@ def tuning_commands(parser, commands: int = 100, seed: int = 1234, path: Path | 
 def tuning_recognitions(parser, recognizer, voices: Sequence[tuple[str, int]] = DEFAULT_VOICES,
                         snr_db: float | None = 10.0, seed: int = 5, commands: int = 100) -> list[tuple[Command, Any]]:
     """Each tuning-split utterance, spoken in each voice with room noise, and its Recognition."""
-    from .audio import RoomNoise, Voice, mix_at_snr, pad, synthesize
+    from .audio import RoomNoise, Voice, mix_at_snr, pad, spelled_for_speech, synthesize
 
     parser.warm_up()
     noise = RoomNoise(seed=seed) if snr_db is not None else None
@@ -240,7 +240,8 @@ def tuning_recognitions(parser, recognizer, voices: Sequence[tuple[str, int]] = 
     rows = []
     for name, speed in voices:
         for command in tqdm(items, desc=f"tuning split {name}@{speed}", leave=False):
-            audio = pad(synthesize(command.text, Voice(name, speed)))
+            # the drawn commands are lower case; "AP" is spoken spelled, as the evaluation writes it
+            audio = pad(synthesize(spelled_for_speech(command.text), Voice(name, speed)))
             if noise is not None:
                 audio = mix_at_snr(audio, noise.segment(len(audio)), snr_db)
             rows.append((command, recognizer.recognize(audio)))

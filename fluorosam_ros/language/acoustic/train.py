@@ -41,6 +41,7 @@ class TrainSpeechConfig:
     flite_share: float = 0.3
     off_topic_share: float = 0.12
     variant_naming: str = "files"       # corpus.VARIANT_NAMINGS; "listed" reproduces runs 1-9
+    spelled_share: float = 0.85         # abbreviations spoken spelled ("AP": "ay pee"); runs 1-10: 0
     validate_every: int = 500
     workers: int = 2
     model: AcousticConfig = field(default_factory=AcousticConfig)
@@ -62,7 +63,7 @@ def load_or_speak(path: Path, count: int, seed: int, config: TrainSpeechConfig) 
         log.info("%d utterances from %s", len(corpus), path)
         return corpus
     corpus = synthesize_corpus(count, seed, config.workers, config.flite_share, config.off_topic_share,
-                               variant_naming=config.variant_naming)
+                               variant_naming=config.variant_naming, spelled_share=config.spelled_share)
     corpus.save(path)
     log.info("spoke %d utterances (%.1f h) into %s", len(corpus), corpus.samples.size / 16000 / 3600, path)
     return corpus
@@ -96,6 +97,7 @@ def train(config: TrainSpeechConfig, data: Path, out: Path, init: Path | None = 
     torch.manual_seed(config.seed)
     # runs 1-9's corpora ("listed" variant names) keep their cache names
     naming = "" if config.variant_naming == "listed" else f"_variants-{config.variant_naming}"
+    naming += f"_spelled{round(100 * config.spelled_share)}" if config.spelled_share > 0 else ""
     corpus = load_or_speak(data / f"train_{config.utterances}_seed{config.seed}{naming}.npz", config.utterances,
                            config.seed, config)
     held = load_or_speak(data / f"validation_{config.validation}_seed{config.seed + 1000}{naming}.npz",
@@ -160,11 +162,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--variant-naming", choices=VARIANT_NAMINGS, default=TrainSpeechConfig.variant_naming,
                         help="how espeak-ng speaker variants are named: 'files' selects them all; "
                              "'listed' (runs 1-9 of the bundled model) mostly falls back to the plain voice")
+    parser.add_argument("--spelled-share", type=float, default=TrainSpeechConfig.spelled_share,
+                        help="how often AP, PA, RAO, LAO, GI are spoken spelled, as people say them (runs 1-10: 0)")
     args = parser.parse_args(argv)
     config = TrainSpeechConfig(utterances=args.utterances, validation=args.validation, steps=args.steps,
                                batch=args.batch, lr=args.lr, seed=args.seed, validate_every=args.validate_every,
                                flite_share=args.flite_share, workers=args.workers,
-                               variant_naming=args.variant_naming)
+                               variant_naming=args.variant_naming, spelled_share=args.spelled_share)
     result = train(config, args.data, args.out, args.init)
     for row in result["history"]:
         print(row)

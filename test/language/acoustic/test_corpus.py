@@ -9,7 +9,7 @@ import pytest
 from fluorosam_ros.language.acoustic.corpus import (HELD_OUT_ACCENTS, AugmentConfig, RoomAugmenter, SpokenCorpus,
                                                     SynthVoice, coloured_noise, draw_sentences, draw_voice,
                                                     espeak_variants, speak, synthesize_corpus)
-from fluorosam_ros.language.audio import espeak_available
+from fluorosam_ros.language.audio import espeak_available, spelled_for_speech
 
 needs_espeak = pytest.mark.skipif(not espeak_available(), reason="espeak-ng not installed (scripts/setup.sh)")
 
@@ -80,3 +80,26 @@ def test_every_listed_speaker_variant_changes_the_voice():
     assert len(fallen_back) >= 5, fallen_back
     with pytest.raises(ValueError, match="variant naming"):
         espeak_variants("display")
+
+
+def test_abbreviations_people_spell_are_written_to_be_spelled():
+    """espeak-ng reads "ap" as a word rhyming with "cap" and "AP" among other words as "ay pee";
+    runs 1-10 heard only the first, the evaluation (and a surgeon) says the second."""
+    assert spelled_for_speech("give me an ap then rotate rao and a pa gi tract map apex") == \
+        "give me an AP then rotate RAO and a PA GI tract map apex"
+    rng = np.random.default_rng(0)
+    drawn = [spelled_for_speech("ap", 0.85, rng) for _ in range(400)]
+    assert 0.78 < drawn.count("AP") / len(drawn) < 0.92
+    assert spelled_for_speech("ap view", 0.0) == "ap view"
+
+
+@needs_espeak
+def test_espeak_spells_the_capitalised_abbreviation():
+    import subprocess
+
+    def phonemes(text: str) -> str:
+        return subprocess.run(["espeak-ng", "-v", "en-us", "-q", "-x", text], capture_output=True, text=True,
+                              timeout=10).stdout
+
+    assert "eIp'i:" in phonemes(spelled_for_speech("give me an ap view"))       # "ay pee"
+    assert "'ap" in phonemes("give me an ap view")                              # "ap", as in "cap"

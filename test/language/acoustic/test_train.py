@@ -27,7 +27,7 @@ def test_a_few_steps_write_loadable_weights(tmp_path, out):
     checkpoint = load_checkpoint(weights)
     assert checkpoint["model"]["hidden"] == 16 and checkpoint["training"]["held_out_accents"] == ["en-us", "en-gb"]
     assert all(v.dtype == torch.float16 for v in checkpoint["state_dict"].values() if v.is_floating_point())
-    assert (tmp_path / "data" / "train_12_seed0_variants-files.npz").is_file()   # the spoken corpus is cached
+    assert (tmp_path / "data" / "train_12_seed0_variants-files_spelled85.npz").is_file()   # the spoken corpus is cached
 
 
 def test_bad_speech_model_files_are_refused_clearly(tmp_path):
