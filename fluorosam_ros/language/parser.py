@@ -690,7 +690,7 @@ class CommandParser:
     def structure_named(self, text: str) -> str | None:
         """The one structure `text` names, for a segmentation prompt: the longest span the
         vocabulary resolves, else the structure a question describing it is answered with ("the
-        artery leaving the heart", which names two others); None when neither finds one.""" 
+        artery leaving the heart", which names two others); None when neither finds one."""
         tokens = _OPENING_RIGHT.sub("", " ".join(normalize_command(text))).split()
         if not tokens or len(text) > self.config.max_text_chars:
             return None
