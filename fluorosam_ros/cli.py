@@ -122,19 +122,23 @@ def _model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--absent-threshold", type=float, default=0.5)
 
 
+def _prompt_reader(wanted: bool):
+    """The prompt reader (the structure a sentence names), or None."""
+    if not wanted:
+        return None
+    from fluorosam_ros.language.prompt_reader import PromptReader
+
+    return PromptReader()
+
+
 def _predictor(parsed: argparse.Namespace, read_prompts: bool = False):
-    """`read_prompts`: free text goes through the prompt reader (the structure a sentence names)."""
+    """`read_prompts`: free text goes through the prompt reader."""
     from fluorosam_ros.model.build import build_model, bundled_checkpoint
     from fluorosam_ros.model.predictor import FluoroSAMPredictor
 
     checkpoint = parsed.checkpoint or bundled_checkpoint(parsed.model)
-    reader = None
-    if read_prompts:
-        from fluorosam_ros.language.prompt_reader import PromptReader
-
-        reader = PromptReader()
     return FluoroSAMPredictor(build_model(parsed.model, checkpoint), absent_threshold=parsed.absent_threshold,
-                              prompt_reader=reader)
+                              prompt_reader=_prompt_reader(read_prompts))
 
 
 def _evaluate(args: list[str]) -> int:
@@ -163,12 +167,8 @@ def _evaluate(args: list[str]) -> int:
         peer = load_litemedsam()
     samples, total = validation_samples(parsed.data, parsed.split, parsed.images, skip=parsed.skip)
     config = SegmentationEvalConfig(prompts_per_image=parsed.prompts_per_image, seed=parsed.seed)
-    reader = None
-    if not parsed.no_prompt_reader:
-        from fluorosam_ros.language.prompt_reader import PromptReader
-
-        reader = PromptReader()
-    report = SegmentationEvaluator(_predictor(parsed), config, peer, prompt_reader=reader).run(samples, total)
+    report = SegmentationEvaluator(_predictor(parsed), config, peer,
+                                   prompt_reader=_prompt_reader(not parsed.no_prompt_reader)).run(samples, total)
     skipped = f", after the first {parsed.skip}" if parsed.skip else ""
     print(f"\n{report.images} images{skipped}, {len(report.prompts)} prompts ({parsed.split} split of {parsed.data})\n")
     print(report.table())

@@ -202,10 +202,9 @@ def synthesize_corpus(count: int, seed: int, workers: int = 2, flite_share: floa
     sentences = draw_sentences(count, seed, off_topic_share)
     spelling = np.random.default_rng(seed + 2)
     jobs = [(text, draw_voice(rng, variants, flite_share)) for text in sentences]
-    spoken_text = [spelled_for_speech(text, spelled_share, spelling) for text, _ in jobs]
+    said = [(spelled_for_speech(text, spelled_share, spelling), voice) for text, voice in jobs]
     with get_context("spawn" if os.name == "nt" else "fork").Pool(max(1, workers)) as pool:
-        spoken = list(tqdm(pool.imap(_speak_job, [(said, voice) for said, (_, voice) in zip(spoken_text, jobs)],
-                                     chunksize=16), total=len(jobs), desc="speaking",
+        spoken = list(tqdm(pool.imap(_speak_job, said, chunksize=16), total=len(jobs), desc="speaking",
                            unit="utt", disable=not progress))
     kept = [(spoken_transcript(text), voice.label, audio) for (text, voice), audio in zip(jobs, spoken)
             if audio is not None and audio.size and spoken_transcript(text)]
