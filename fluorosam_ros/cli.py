@@ -122,13 +122,13 @@ def _model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--absent-threshold", type=float, default=0.5)
 
 
-def _prompt_reader(wanted: bool):
-    """The prompt reader (the structure a sentence names), or None."""
+def _prompt_reader(wanted: bool, model):
+    """The prompt reader (the structure a sentence names) for `model`, or None."""
     if not wanted:
         return None
     from fluorosam_ros.language.prompt_reader import PromptReader
 
-    return PromptReader()
+    return PromptReader.for_model(model)
 
 
 def _predictor(parsed: argparse.Namespace, read_prompts: bool = False):
@@ -137,8 +137,9 @@ def _predictor(parsed: argparse.Namespace, read_prompts: bool = False):
     from fluorosam_ros.model.predictor import FluoroSAMPredictor
 
     checkpoint = parsed.checkpoint or bundled_checkpoint(parsed.model)
-    return FluoroSAMPredictor(build_model(parsed.model, checkpoint), absent_threshold=parsed.absent_threshold,
-                              prompt_reader=_prompt_reader(read_prompts))
+    model = build_model(parsed.model, checkpoint)
+    return FluoroSAMPredictor(model, absent_threshold=parsed.absent_threshold,
+                              prompt_reader=_prompt_reader(read_prompts, model))
 
 
 def _evaluate(args: list[str]) -> int:
@@ -167,8 +168,10 @@ def _evaluate(args: list[str]) -> int:
         peer = load_litemedsam()
     samples, total = validation_samples(parsed.data, parsed.split, parsed.images, skip=parsed.skip)
     config = SegmentationEvalConfig(prompts_per_image=parsed.prompts_per_image, seed=parsed.seed)
-    report = SegmentationEvaluator(_predictor(parsed), config, peer,
-                                   prompt_reader=_prompt_reader(not parsed.no_prompt_reader)).run(samples, total)
+    predictor = _predictor(parsed)
+    report = SegmentationEvaluator(predictor, config, peer,
+                                   prompt_reader=_prompt_reader(not parsed.no_prompt_reader, predictor.model)
+                                   ).run(samples, total)
     skipped = f", after the first {parsed.skip}" if parsed.skip else ""
     print(f"\n{report.images} images{skipped}, {len(report.prompts)} prompts ({parsed.split} split of {parsed.data})\n")
     print(report.table())

@@ -94,8 +94,13 @@ _SPELLED = re.compile(r"\b(" + "|".join(SPELLED_ABBREVIATIONS) + r")\b")
 def spelled_for_speech(text: str, share: float = 1.0, rng: np.random.Generator | None = None) -> str:
     """`text` with SPELLED_ABBREVIATIONS in capitals, each with probability `share` (drawn from
     `rng`; all of them when `share` is 1), so that espeak-ng spells them as a speaker would."""
+    if not 0.0 <= share <= 1.0:
+        raise ValueError(f"share is a probability, in [0, 1]; got {share}")
+    if 0.0 < share < 1.0 and rng is None:
+        raise ValueError("a share between 0 and 1 is drawn: pass rng")
+
     def capitalised(match: re.Match) -> str:
-        return match.group(1).upper() if share >= 1.0 or (rng is not None and rng.random() < share) else match.group(1)
+        return match.group(1).upper() if share >= 1.0 or rng.random() < share else match.group(1)
 
     return _SPELLED.sub(capitalised, text) if share > 0 else text
 

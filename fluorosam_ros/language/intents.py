@@ -4,7 +4,8 @@ Kinds and their slots (empty string / NaN when not given):
 - show(structure, view?)            centre and frame a structure, optionally in a named view; a view
                                     alone ("lateral view please") keeps the current target.
                                     view: ap|pa|lateral|oblique_left|oblique_right|inlet|outlet|
-                                    cranial|caudal (the last two with amount = tilt in degrees)
+                                    cranial|caudal; amount (unit "deg"): the tilt of cranial|caudal,
+                                    the angle of an oblique, inlet or outlet ("LAO 45")
 - collimate(structure | direction)  direction: open|tighter|wider
 - move(direction, amount?, unit?)   direction: left|right|up|down|cranial|caudal|in|out; amount
                                     in millimetres (centimetres are converted), unit "mm"

@@ -49,6 +49,8 @@ def tokenize(text: str) -> list[str]:
     text = _ascii_lower(text).replace("\u2019", "'")
     for short, long in CONTRACTIONS.items():
         text = re.sub(rf"\b{re.escape(short)}\b", long, text)
+    # a possessive is the word it marks ("the patient's left" is "the patients left"), not a word "s"
+    text = re.sub(r"\b([a-z]+)'s\b", r"\1s", text)
     text = re.sub(r"(\d)(mm|cm|deg|degs|degrees|millimet(?:er|re)s?|centimet(?:er|re)s?)\b", r"\1 \2", text)
     text = text.replace("x-ray", "xray").replace("x ray", "xray")
     text = re.sub(r"\b(head|foot)-(wards?)\b", r"\1\2", text)     # "head-ward" is "headward"

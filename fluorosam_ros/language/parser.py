@@ -69,7 +69,7 @@ UNDO_PHRASES = ("undo", "go back", "move back to the previous", "back to the pre
                 "previous position", "last position", "last view", "revert", "as before",
                 "return to the previous", "return to the last", "back to where", "step back",
                 "where we were", "where it was", "the way it was", "last move", "previous move", "last step",
-                "take me back", "take us back", "take it back",
+                "take me back", "take us back", "take it back", "scratch that",
                 "last change", "that move", "put it back", "put back")
 ZOOM_IN = ("zoom in", "magnify", "enlarge", "increase magnification", "more magnification", "zoom closer",
            "magnification up", "up the magnification", "increase the magnification", "more zoom")
@@ -106,7 +106,7 @@ ACQUIRE_PHRASES = ("take a shot", "take a picture", "take an image", "take a fil
                    # the foot switch named, not merely mentioned ("the pedal is broken" is talk)
                    "hit the pedal", "press the pedal", "hit the foot pedal", "press the foot pedal")
 WHERE_PHRASES = ("where is", "where are", "where", "find", "locate", "highlight", "segment", "outline",
-                 "mark", "identify", "point out", "which", "what is", "what are", "is that", "is this",
+                 "mark", "identify", "point out", "pick out", "which", "what is", "what are", "is that", "is this",
                  "can you see", "do you see", "label", "show where", "show me where")
 SHOW_PHRASES = ("show", "center on", "centre on", "center", "centre", "go to", "move to", "take me to",
                 "get me", "give me", "let me see", "see", "view", "look at", "focus on", "bring up",
@@ -115,7 +115,16 @@ SHOW_PHRASES = ("show", "center on", "centre on", "center", "centre", "go to", "
                 "aim at", "aim for", "position on", "xray", "take an image of", "take a picture of",
                 "take a shot of", "take an xray of", "take a film of", "xray of", "shoot", "do",
                 # a named view to return to ("back to AP", "flip to lateral"), not an undo
-                "back to", "go back to", "return to", "flip to", "switch to", "change to", "swap to")
+                "back to", "go back to", "return to", "flip to", "switch to", "change to", "swap to",
+                "swing to", "swing round to", "swing around to", "swing over to", "come round to",
+                "come around to")
+# Phrases added for typed commands (session 18's held-out sets) that the speech side has not
+# learnt. The command word model and the acoustic corpus are drawn from these lists, so adding a
+# phrase redraws both. The acoustic model and the action gate were trained on draws without them:
+# with them (and a new synonym), a refitted gate scored 83.9 % on the speech evaluation, not
+# 84.6 %. The next acoustic run should include them.
+TEXT_ONLY_PHRASES = frozenset(("scratch that", "pick out", "swing to", "swing round to", "swing around to",
+                               "swing over to", "come round to", "come around to"))
 # asking to have a view is asking for it ("can I have an AP of the pelvis"); to have a thing is
 # talk to the staff ("can I have the scalpel")
 HAVE_PHRASES = ("can i have", "could i have", "may i have", "can we have", "could we have", "let us have",
@@ -161,7 +170,7 @@ FILLER_PHRASES = SMALL_AMOUNT_PHRASES + ("please", "thank you", "thanks", "okay"
                   "position", "c arm", "carm", "arm", "camera", "beam", "table", "patient", "patients",
                   "side", "more", "further", "farther", "about", "around", "approximately", "roughly",
                   "over", "into", "with", "be", "is", "are", "please do", "go ahead", "and then",
-                  "all the way", "fully", "completely")
+                  "all the way", "fully", "completely", "nevermind")
 # Surface forms that in a command almost always mean something else: "a bit", the rotation
 # "axis", "the arm" / "C-arm" (the machine). "left arm" still resolves.
 GENERIC_WORDS = ("bit", "axis", "arm")
@@ -208,16 +217,20 @@ _DIRECTIONS = {d: _phrase_regex(p) for d, p in DIRECTION_PHRASES.items()}
 _NUMBER_UNIT = re.compile(r"\b(\d+(?:\.\d+)?)(?: (" + "|".join(
     w for words in UNIT_WORDS.values() for w in words) + r"))?\b")
 _OBLIQUE_ALONE = re.compile(r"\boblique\b")
+# named views whose angle the request may give (the planner's default otherwise: control/views.py)
+ANGLED_VIEWS = ("oblique_left", "oblique_right", "inlet", "outlet")
 # A target named after a command word ("of the ...", "up the ...", "to the ...") that no rule
 # explained: an unknown or misheard structure ("take an image of the zebra", ASR's "bring up the
 # are"). Acting without it would do something other than what was asked.
 _NAMED_TARGET = re.compile(r"\b(?:of|to|onto|up|down|at|on|over|towards?)\s+the\b(?:\s+(\w+))?")
 # ... after any "the" in a move, where the directions are marked ("bring up the are")
 _THE_TARGET = re.compile(r"\bthe\b(?:\s+(\w+))?")
+# ... or the machine's generic words as what is looked at ("a look at the arm", "see the axis")
+_LOOKED_AT = re.compile(r"\b(?:at|see|of) the (" + "|".join(GENERIC_WORDS) + r")\b")
 # ... or a pronoun ending a move after its direction, where only an amount goes: nobody says
 # "move cranial it"; "move cranial eight" (no unit) heard so would move by the default step
 _PRONOUN_AFTER_DIRECTION = re.compile(r"\bdirection (?:it|this|that)$")
-_FILLER_AFTER_PRONOUN = re.compile(r"\b(?:please|thanks|thank you|now)\s*$")
+_FILLER_AFTER_PRONOUN = re.compile(r"(?:\b(?:please|thanks|thank you|now|uh|um|er|erm|ah|hmm)\s*)+$")
 # ... or a bare word or number where a collimation target belongs ("cone down to four")
 _COLLIMATION_TARGET = re.compile(r"\b(?:to|onto|on|around)\s+(?!the\b)(\w+)")
 # a side left over in a show without a structure ("the right [kidney] in left oblique view"):
@@ -248,6 +261,35 @@ _WH_CATEGORY = re.compile(r"^(?:what|which) (?!one\b|is\b|are\b)(\w+) (?:is|are)
 # an ordinal the structure's name did not take ("the 13th rib", "the left thirteenth rib"): a
 # numbered structure that does not exist, not the whole family its noun names
 _ORDINAL = re.compile(r"^(?:\d+(?:st|nd|rd|th)|\w*(?:teenth|tieth)|" + "|".join(ORDINALS) + r")$")
+# Phrasings rewritten to the form the rules read, on the normalised text
+REWRITES = (
+    # "the patient's left femur": the patient's side is the side
+    (re.compile(r"\bpatients? (left|right)\b"), r"\1"),
+    # where the image shows it is not part of the request ("get the femur up on the screen")
+    (re.compile(r"\b(?:up )?on (?:the )?(?:screen|monitor|display)\b"), " "),
+    # "the iliac artery in the middle please": centring it
+    (re.compile(r"\bin the (?:middle|centre|center)(?: of (?:the )?(?:image|screen|picture|field|view))?\b"),
+     " centre "),
+    # the radiation field is the collimation ("narrow the field to the heart"); the surgical field
+    # of "the field is clear" has no such verb
+    (re.compile(r"\b(narrow|narrow down|restrict|limit|confine|tighten|widen|open|open up|shrink) "
+                r"(?:the |your )?(?:xray |radiation |beam |exposure )?field\b"), r"\1 the collimation"),
+    (re.compile(r"\b(open|open up|close|close down|tighten|widen) (?:the )?(?:blades|leaves|jaws)\b"),
+     r"\1 the collimator blades"),
+    # "the cyst in the left kidney" (the vocabulary says "cyst of the left kidney"; a new synonym
+    # would redraw the speech side's command word model, which its action gate is fitted to)
+    (re.compile(r"\bcyst (?:in|on) the (left|right) kidney\b"), r"cyst of the \1 kidney"),
+    # "never mind, go back": not a negated request
+    (re.compile(r"\bnever mind\b"), "nevermind"),
+)
+# Typed shorthand ("rot L 12 deg", "show R femur AP"); a spoken "L" is a vertebral level
+TEXT_REWRITES = (
+    (re.compile(r"\brot\b"), "rotate"),
+    (re.compile(r"\b(rotate|move|tilt|pan|shift|turn|orbit) l\b"), r"\1 left"),
+    (re.compile(r"\b(rotate|move|tilt|pan|shift|turn|orbit) r\b"), r"\1 right"),
+    (re.compile(r"\bl\b(?= (?!\d|spine\b)[a-z])"), "left"),       # not "L-spine"
+    (re.compile(r"\br\b(?= (?!\d)[a-z])"), "right"),
+)
 # "Right, can I get an inlet view": a British opener, not a side or a direction
 _OPENING_RIGHT = re.compile(r"^(?:ok |okay |alright )?right (?=(?:so|then|now|ok|okay|can|could|let|lets|i|we)\b)")
 _TILT_VIEW = re.compile(r"\b(cranial|caudal|cephalad|caudad)(?: tilt| angle| angulation| view)?\b")
@@ -320,6 +362,8 @@ class CommandParser:
                                   "characters refused", source=source)
         tokens = normalize_command(text)
         joined = _OPENING_RIGHT.sub("", " ".join(tokens))
+        for pattern, replacement in REWRITES + (TEXT_REWRITES if source == "text" else ()):
+            joined = pattern.sub(replacement, joined)
         tokens = joined.split()
         if not tokens:
             return not_understood(text, "empty input", source=source)
@@ -468,8 +512,19 @@ class CommandParser:
         for view, pattern in _VIEWS.items():
             match = pattern.search(joined)
             if match:
-                return view, math.nan, joined[:match.start()] + " " + joined[match.end():]
+                rest = joined[:match.start()] + " " + joined[match.end():]
+                return (view, *self._view_angle(rest)) if view in ANGLED_VIEWS else (view, math.nan, rest)
         return "", math.nan, joined
+
+    def _view_angle(self, rest: str) -> tuple[float, str]:
+        """(angle, rest) of an oblique, inlet or outlet view: "LAO 45", "a 20 degree RAO". A
+        number in another unit is left in the rest, unexplained: dropping it would send the
+        C-arm to the view's default angle instead of the one asked for."""
+        number = _NUMBER_UNIT.search(rest)
+        if number is None or (number.group(2) and number.group(2) not in UNIT_WORDS["deg"]):
+            return math.nan, rest
+        amount, _, rest = self._amount(rest, default_unit="deg")
+        return amount, re.sub(r"\b(angle|angled|angulation|by|at|with|rotation)\b", " ", rest)
 
     @staticmethod
     def _amount(joined: str, default_unit: str) -> tuple[float, str, str]:
@@ -630,8 +685,8 @@ class CommandParser:
             return self._fallback(joined, text, source, "a question about a structure I could not name",
                                   question=True)
         rest = _WHERE.sub(" ", self._strip_span(tokens, span))
-        rest = re.sub(r"\b(show|located|situated|lie|lies|sit|sits|find|it|me|you|can|see|please|would|should|be|"
-                      r"one|1)\b", " ", rest)  # "which one is", "where would the pancreas be"
+        rest = re.sub(r"\b(show|located|situated|lie|lies|lying|sit|sits|sitting|find|it|me|you|can|could|see|please|"
+                      r"would|should|be|one|1)\b", " ", rest)  # "which one is", "where would the pancreas be"
         confidence = self._confidence(rest) if span is not None else 0.0
         if confidence >= 1.0:
             return make(K.WHERE, confidence, structure=span.name)
@@ -639,7 +694,9 @@ class CommandParser:
         # bank may know better than the generic "bone" it found
         fallback = self._fallback(joined, text, source, "a question about a structure I could not name",
                                   question=True)
-        if fallback.understood or confidence < self.config.threshold:
+        # ... but a structure the grammar named outright is not traded for a vaguer description
+        # ("could you show me where the bladder is" read as the prostate)
+        if (fallback.understood and fallback.confidence > confidence) or confidence < self.config.threshold:
             return fallback
         return make(K.WHERE, confidence, structure=span.name)
 
@@ -680,6 +737,15 @@ class CommandParser:
             if _SIDE.search(_FILLER.sub(" ", rest)):
                 return not_understood(text, "left or right of what? a view alone has no side: name the structure",
                                       candidates=(f"show(view={view})",), source=source)
+            # "can we see the axis, lateral view" (C2; the vocabulary keeps "axis" for the rotation
+            # axis): a target it does not know is not the current one, so the view alone would
+            # not be the request. The machine may be what is turned ("bring the arm to lateral"),
+            # not what is looked at ("take a look at the arm RAO", talk misheard)
+            named = [m.group(1) for m in _THE_TARGET.finditer(rest) if m.group(1) and not _FILLER.fullmatch(m.group(1))
+                     and m.group(1) not in _MACHINE_WORDS] + [m.group(1) for m in _LOOKED_AT.finditer(joined)]
+            if named:
+                return not_understood(text, f"'{named[0]}' is not a structure I know: say the structure's name",
+                                      candidates=self._nearest_names(named[0]), source=source)
             return make(K.SHOW, confidence, **slots)
         if confidence < self.config.motion_threshold:
             fallback = self._fallback(joined, text, source, "unexplained words", question=False)
@@ -695,6 +761,9 @@ class CommandParser:
         if not tokens or len(text) > self.config.max_text_chars:
             return None
         span = self._find_structure(tokens)
+        if span is not None and " ".join(tokens[span.start:span.end]) in ("bone", "bones") and \
+                self._confidence(" ".join(tokens[:span.start] + tokens[span.end:])) < 1.0:
+            span = None      # "the big bone in the middle of the back": a description, not the skeleton
         if span is not None:
             rest = tokens[:span.start] + ["|"] + tokens[span.end:]      # "|": spans may not join across it
             other = self._find_structure(rest)
@@ -798,6 +867,11 @@ class CommandParser:
                 return label
         return None
 
+    def _bilateral_group(self, label: str) -> str | None:
+        """The bilateral group `label` is one side of (femur_right -> femurs), or None."""
+        return next((name for name in self.vocabulary.names("group") if self.vocabulary.entry(name).bilateral
+                     and label in self.vocabulary.entry(name).members), None)
+
     def _fallback(self, joined: str, text: str, source: str, reason: str, question: bool = False) -> Intent:
         content = joined
         for pattern in (_SHOW, _WHERE, _MOVE, _ACQUIRE, _QUESTION, _FILLER):
@@ -835,7 +909,15 @@ class CommandParser:
                 candidates.append(labels[i])
             if len(candidates) == 3:
                 break
-        if question and best - runner < self.config.embedding_margin:
+        group = self._bilateral_group(best_label) if question and not _SIDE.search(joined) else None
+        if group is not None:
+            # a description without a side ("what's the big bone in the thigh?") cannot choose
+            # one: the left and right descriptions differ only in it, so their order is noise
+            best_label = group
+            members = self.vocabulary.entry(group).members
+            runner = max((float(sims[i]) for i in order if labels[i] != group and labels[i] not in members),
+                         default=0.0)
+        elif question and best - runner < self.config.embedding_margin:
             best_label = self._side_choice(joined, best_label, labels, order, sims)
             if best_label is not None:
                 runner = max((float(sims[i]) for i in order if labels[i] != best_label

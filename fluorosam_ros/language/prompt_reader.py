@@ -27,6 +27,19 @@ class PromptReader:
     def __init__(self, parser: CommandParser | None = None) -> None:
         self._parser = parser
 
+    @classmethod
+    def for_model(cls, model) -> "PromptReader":
+        """A reader whose parser shares `model`'s frozen sentence encoder when that is MiniLM,
+        the encoder the parser's description banks are embedded with: one copy in memory and
+        one load (about 5 s) instead of two. Any other encoder (CLIP: another embedding space)
+        leaves the parser its own MiniLM."""
+        from fluorosam_ros.model.text_encoder import MiniLMSentenceEncoder  # heavy: torch
+
+        encoder = getattr(getattr(model, "text_encoder", None), "sentence_encoder", None)
+        if isinstance(encoder, MiniLMSentenceEncoder):
+            return cls(CommandParser(encoder=encoder))
+        return cls()
+
     @property
     def parser(self) -> CommandParser:
         if self._parser is None:     # the sentence encoder loads on first use, not at import

@@ -298,8 +298,9 @@ def _weighted(phrases: dict[str, float]) -> str:
 
 
 def _spoken_list(phrases) -> str:
-    """JSGF alternatives of parser phrases that can be said as words (no digits)."""
-    return _alternatives(p for p in (_say(t) for t in phrases) if p)
+    """JSGF alternatives of parser phrases that can be said as words (no digits); not the
+    phrases the speech side has not learnt yet (parser.TEXT_ONLY_PHRASES)."""
+    return _alternatives(p for p in (_say(t) for t in phrases if t not in P.TEXT_ONLY_PHRASES) if p)
 
 
 # Typed spellings in the parser's lists that nobody says ("stopp", "dont" without apostrophe,

@@ -123,7 +123,8 @@ class SegmentationNode(Node):
         if read_prompts:
             from fluorosam_ros.language.prompt_reader import PromptReader
 
-            reader = PromptReader()   # its sentence encoder loads on the first prompt that names no structure
+            # the model's MiniLM, which loads on the first prompt that names no structure
+            reader = PromptReader.for_model(model)
         self.predictor = FluoroSAMPredictor(model, absent_threshold=self.absent_threshold, prompt_reader=reader)
         self.get_logger().info(f"{model_name} from {weights} on {self.device} ({time.perf_counter() - started:.1f} s)")
 

@@ -307,6 +307,63 @@ def test_forms_the_independent_set_still_missed(grammar, text, kind, slots):
     assert intent.kind == kind and intent.slots() == slots, intent.describe()
 
 
+@pytest.mark.parametrize("text, kind, slots", [
+    # an oblique, inlet or outlet keeps its angle: dropped, the C-arm went to the default 30 deg
+    ("show the heart in LAO 45", K.SHOW, {"structure": "heart", "view": "oblique_left", "amount": 45.0, "unit": "deg"}),
+    ("give me a 20 degree RAO of the spine", K.SHOW,
+     {"structure": "spine", "view": "oblique_right", "amount": 20.0, "unit": "deg"}),
+    ("oblique left 30\u00b0 on the right hip", K.SHOW,
+     {"structure": "hip_right", "view": "oblique_left", "amount": 30.0, "unit": "deg"}),
+    ("show the pelvis inlet 25 degrees", K.SHOW, {"structure": "pelvis", "view": "inlet", "amount": 25.0, "unit": "deg"}),
+    ("show the heart lao", K.SHOW, {"structure": "heart", "view": "oblique_left"}),
+    ("show the heart in LAO 30 mm", K.NOT_UNDERSTOOD, {}),                 # a distance is no view angle
+    # the patient's side, where the image shows it, centring, the radiation field, blades
+    ("uh, I'd like to see the patient's left clavicle", K.SHOW, {"structure": "clavicula_left"}),
+    ("okay, uh, the shoulder blade on the patient's left", K.SHOW, {"structure": "scapula_left"}),
+    ("okay, can we get the left femur up on the screen", K.SHOW, {"structure": "femur_left"}),
+    ("right common iliac artery in the middle please", K.SHOW, {"structure": "iliac_artery_right"}),
+    ("narrow the field to the heart", K.COLLIMATE, {"structure": "heart"}),
+    ("restrict the field to the liver", K.COLLIMATE, {"structure": "liver"}),
+    ("narrow the field", K.COLLIMATE, {"direction": "tighter"}),
+    ("open up the blades fully", K.COLLIMATE, {"direction": "open"}),
+    ("swing round to a lateral of L5", K.SHOW, {"structure": "vertebrae_L5", "view": "lateral"}),
+    ("can you pick out the SVC", K.WHERE, {"structure": "superior_vena_cava"}),
+    ("where's the IM nail sitting?", K.WHERE, {"structure": "intramedullary_nail"}),
+    ("let's see the cyst in the left kidney", K.SHOW, {"structure": "kidney_cyst_left"}),
+    ("scratch that", K.UNDO, {}),
+    ("never mind, go back", K.UNDO, {}),
+    # typed shorthand
+    ("rot L 12 deg", K.ROTATE, {"direction": "left", "amount": 12.0, "unit": "deg"}),
+    ("show R femur AP", K.SHOW, {"structure": "femur_right", "view": "ap"}),
+    ("show R rib 3", K.SHOW, {"structure": "rib_right_3"}),
+    ("cone in on the L-spine", K.COLLIMATE, {"structure": "lumbar_vertebrae"}),
+    ("show me L 5", K.SHOW, {"structure": "vertebrae_L5"}),
+    # an amount lost behind a hesitation
+    ("tilt caudal by uh", K.NOT_UNDERSTOOD, {}),
+])
+def test_forms_session_18s_held_out_sets_missed(grammar, text, kind, slots):
+    """First contact with two new held-out sets (471 commands written blind to the parser): 94.6 %
+    and 93.9 %, one false action ("tilt caudal by uh" tilted by the default step). Each of these
+    failed before session 18."""
+    intent = grammar.parse(text)
+    assert intent.kind == kind and intent.slots() == slots, intent.describe()
+
+
+@pytest.mark.parametrize("text", ["the field is clear", "keep the liver out of the field", "the patient's left arm hurts",
+                                  "never mind", "the blades are sharp"])
+def test_the_rewritten_phrasings_leave_talk_alone(grammar, text):
+    assert not grammar.parse(text).acts, grammar.parse(text).describe()
+
+
+@pytest.mark.parametrize("text, structure", [
+    ("what's the big bone in the thigh?", "femurs"),          # a description without a side: both
+    ("could you show me where the bladder is", "urinary_bladder"),   # not traded for a description
+])
+def test_questions_the_held_out_sets_answered_wrongly(full_parser, text, structure):
+    intent = full_parser.parse(text)
+    assert intent.kind == K.WHERE and intent.structure == structure, intent.describe()
+
+
 @pytest.mark.parametrize("text", ["did you get an image", "we need to get an image of this later"])
 def test_an_image_only_mentioned_is_no_exposure(grammar, text):
     assert not grammar.parse(text).acts

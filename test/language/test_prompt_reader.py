@@ -45,3 +45,33 @@ def test_a_description_is_answered_even_when_it_names_landmarks(reader):
     # "heart" and "spine" place the answer; the sentence asks for neither
     assert reader("can you locate the artery leaving the heart and running down along the spine?") == "aorta"
     assert reader("the intestine leaving the stomach and curving around the pancreas") == "duodenum"
+
+
+def test_a_described_bone_is_not_the_whole_skeleton(reader):
+    """"bone" alone names the skeleton; with a description it is the description's category."""
+    assert reader("the long bone of the left thigh") == "left femur"
+    assert reader("the big bone in the middle of the back") != "skeleton"     # as written, if unanswered
+    assert reader("the bones") == "skeleton"
+
+
+def test_a_reader_for_a_minilm_model_shares_its_sentence_encoder():
+    """One MiniLM in memory, loaded once, for the model's text path and the parser's banks."""
+    from types import SimpleNamespace
+
+    from fluorosam_ros.model.text_encoder import MiniLMSentenceEncoder
+
+    encoder = MiniLMSentenceEncoder()           # nothing loads until the first encode
+    model = SimpleNamespace(text_encoder=SimpleNamespace(sentence_encoder=encoder))
+    assert PromptReader.for_model(model).parser.encoder is encoder
+
+
+def test_a_reader_for_another_encoder_keeps_its_own_minilm():
+    """CLIP embeds in another space than the parser's banks: the parser must not use it."""
+    from types import SimpleNamespace
+
+    from fluorosam_ros.model.text_encoder import MiniLMSentenceEncoder
+
+    clip_like = SimpleNamespace(encode=lambda texts: None, dim=512)
+    model = SimpleNamespace(text_encoder=SimpleNamespace(sentence_encoder=clip_like))
+    own = PromptReader.for_model(model).parser.encoder
+    assert own is not clip_like and isinstance(own, MiniLMSentenceEncoder)

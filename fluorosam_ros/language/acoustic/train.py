@@ -47,6 +47,12 @@ class TrainSpeechConfig:
     model: AcousticConfig = field(default_factory=AcousticConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
+    def __post_init__(self) -> None:
+        for name in ("flite_share", "off_topic_share", "spelled_share"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:      # also refuses NaN
+                raise ValueError(f"{name} is a share of the corpus, in [0, 1]; got {value}")
+
 
 def batch_features(audio: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
     """(features (batch, frames, mels), frames per item) of a list of int16 utterances."""
@@ -165,10 +171,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--spelled-share", type=float, default=TrainSpeechConfig.spelled_share,
                         help="how often AP, PA, RAO, LAO, GI are spoken spelled, as people say them (runs 1-10: 0)")
     args = parser.parse_args(argv)
-    config = TrainSpeechConfig(utterances=args.utterances, validation=args.validation, steps=args.steps,
-                               batch=args.batch, lr=args.lr, seed=args.seed, validate_every=args.validate_every,
-                               flite_share=args.flite_share, workers=args.workers,
-                               variant_naming=args.variant_naming, spelled_share=args.spelled_share)
+    try:
+        config = TrainSpeechConfig(utterances=args.utterances, validation=args.validation, steps=args.steps,
+                                   batch=args.batch, lr=args.lr, seed=args.seed, validate_every=args.validate_every,
+                                   flite_share=args.flite_share, workers=args.workers,
+                                   variant_naming=args.variant_naming, spelled_share=args.spelled_share)
+    except ValueError as error:
+        parser.error(str(error))
     result = train(config, args.data, args.out, args.init)
     for row in result["history"]:
         print(row)

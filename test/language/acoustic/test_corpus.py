@@ -93,6 +93,17 @@ def test_abbreviations_people_spell_are_written_to_be_spelled():
     assert spelled_for_speech("ap view", 0.0) == "ap view"
 
 
+@pytest.mark.parametrize("share", [-0.1, 1.5, float("nan")])
+def test_a_spelled_share_outside_zero_to_one_is_refused(share):
+    with pytest.raises(ValueError, match="in \\[0, 1\\]"):
+        spelled_for_speech("ap view", share, np.random.default_rng(0))
+
+
+def test_a_drawn_spelled_share_needs_a_generator():
+    with pytest.raises(ValueError, match="rng"):
+        spelled_for_speech("ap view", 0.5)
+
+
 @needs_espeak
 def test_espeak_spells_the_capitalised_abbreviation():
     import subprocess

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from fluorosam_ros.language.acoustic.model import AcousticConfig
-from fluorosam_ros.language.acoustic.train import TrainSpeechConfig, train
+from fluorosam_ros.language.acoustic.train import TrainSpeechConfig, main, train
 from fluorosam_ros.language.acoustic.weights import AcousticCheckpointError, load_checkpoint
 from fluorosam_ros.language.audio import espeak_available
 
@@ -41,3 +41,19 @@ def test_bad_speech_model_files_are_refused_clearly(tmp_path):
     torch.save({"format": "something-else", "state_dict": {}}, other)
     with pytest.raises(AcousticCheckpointError, match="is not a"):
         load_checkpoint(other)
+
+
+@pytest.mark.parametrize("share", ["spelled_share", "flite_share", "off_topic_share"])
+def test_a_corpus_share_outside_zero_to_one_is_refused(share):
+    with pytest.raises(ValueError, match=f"{share} is a share"):
+        TrainSpeechConfig(**{share: 1.2})
+    with pytest.raises(ValueError, match=f"{share} is a share"):
+        TrainSpeechConfig(**{share: float("nan")})
+
+
+def test_the_command_line_refuses_a_bad_share_before_speaking_anything(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--spelled-share", "85", "--data", str(tmp_path / "corpus"), "--out", str(tmp_path / "out")])
+    assert exit_info.value.code == 2
+    assert "spelled_share is a share of the corpus, in [0, 1]; got 85.0" in capsys.readouterr().err
+    assert not (tmp_path / "corpus").exists()
