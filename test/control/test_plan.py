@@ -32,6 +32,22 @@ def test_plan_view_gives_a_valid_collimated_target(small_carm):
         == mask.sum()
 
 
+@pytest.mark.parametrize("command", ["show the ball in LAO 45", "give me a 45 degree left oblique of the ball"])
+def test_an_oblique_angle_said_in_a_command_is_the_planned_angle(small_carm, command):
+    """The parser's amount (deg) is what planner_node hands plan_view; it was once dropped, and the
+    C-arm went to the default 30 deg for "LAO 45"."""
+    from fluorosam_ros.language.parser import CommandParser, ParserConfig
+    from fluorosam_ros.language.vocabulary import default_vocabulary
+
+    vocabulary = default_vocabulary()
+    intent = CommandParser(vocabulary, ParserConfig(use_embeddings=False)).parse(command.replace("ball", "heart"))
+    assert (intent.view, intent.amount, intent.unit) == ("oblique_left", 45.0, "deg"), intent.describe()
+    plan = plan_view(_ball(np.zeros(3)), intent.view, CArmState(small_carm), PlannerConfig(), angle_deg=intent.amount)
+    assert plan.feasible and plan.solution.view.angle_deg == 45.0
+    default = plan_view(_ball(np.zeros(3)), intent.view, CArmState(small_carm), PlannerConfig())
+    assert default.solution.view.angle_deg != 45.0
+
+
 def test_recentre_brings_an_off_centre_target_to_the_middle(small_carm):
     geometry = CArmGeometry(small_carm)
     centre = np.array([10.0, -5.0, 0.0])
