@@ -2,7 +2,8 @@
 
 Kinds and their slots (empty string / NaN when not given):
 - show(structure, view?)            centre and frame a structure, optionally in a named view; a view
-                                    alone ("lateral view please") keeps the current target.
+                                    alone ("lateral view please", "LAO 45") keeps the current target
+                                    (planner_node: the structure its last successful view showed).
                                     view: ap|pa|lateral|oblique_left|oblique_right|inlet|outlet|
                                     cranial|caudal; amount (unit "deg"): the tilt of cranial|caudal,
                                     the angle of an oblique, inlet or outlet ("LAO 45")

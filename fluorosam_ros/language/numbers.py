@@ -22,7 +22,7 @@ DIGIT_WORDS = {k: v for k, v in UNITS_WORDS.items() if v is not None and v < 10}
 UNIT_WORDS = {
     "mm": ("mm", "millimeter", "millimeters", "millimetre", "millimetres", "mil", "mils", "millis"),
     "cm": ("cm", "centimeter", "centimeters", "centimetre", "centimetres", "centi", "centis"),
-    "deg": ("degree", "degrees", "deg", "degs"),
+    "deg": ("degree", "degrees", "deg", "degs", "grade", "grades"),      # "grade": Italian/Spanish speakers
 }
 _ANY_UNIT = frozenset(word for words in UNIT_WORDS.values() for word in words)
 NUMBER_WORDS = {k for k, v in UNITS_WORDS.items() if v is not None} | set(TENS_WORDS) | {"hundred"}
@@ -54,6 +54,7 @@ def tokenize(text: str) -> list[str]:
     text = re.sub(r"(\d)(mm|cm|deg|degs|degrees|millimet(?:er|re)s?|centimet(?:er|re)s?)\b", r"\1 \2", text)
     text = text.replace("x-ray", "xray").replace("x ray", "xray")
     text = re.sub(r"\b(head|foot)-(wards?)\b", r"\1\2", text)     # "head-ward" is "headward"
+    text = re.sub(r"(\d),(\d{1,2})(?!\d)", r"\1.\2", text)     # a decimal comma ("2,5 cm"), as most of Europe writes it
     # A decimal point must survive; every other punctuation mark becomes a space.
     text = re.sub(r"(?<!\d)\.|\.(?!\d)", " ", text)
     return _TOKEN.findall(text)
@@ -124,10 +125,15 @@ def words_to_digits(tokens: list[str]) -> list[str]:
             i += 1
             continue
         i += len(run)
-        # "one and a half", "two and a half"
-        if tokens[i:i + 3] == ["and", "a", "half"]:
+        # "one and a half", "two and a half" ("one and half" as non-native speakers say it)
+        if tokens[i:i + 3] == ["and", "a", "half"] or tokens[i:i + 2] == ["and", "half"]:
             value += 0.5
-            i += 3
+            i += 3 if tokens[i + 1] == "a" else 2
+        # "a centimetre and a half"
+        if i < len(tokens) and tokens[i] in _ANY_UNIT and tokens[i + 1:i + 4] == ["and", "a", "half"]:
+            out += [f"{value + 0.5:g}", tokens[i]]
+            i += 4
+            continue
         out.append(f"{value:g}")
     return out
 

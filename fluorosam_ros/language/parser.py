@@ -170,7 +170,7 @@ FILLER_PHRASES = SMALL_AMOUNT_PHRASES + ("please", "thank you", "thanks", "okay"
                   "position", "c arm", "carm", "arm", "camera", "beam", "table", "patient", "patients",
                   "side", "more", "further", "farther", "about", "around", "approximately", "roughly",
                   "over", "into", "with", "be", "is", "are", "please do", "go ahead", "and then",
-                  "all the way", "fully", "completely", "nevermind")
+                  "all the way", "fully", "completely", "nevermind", "kindly", "on the image")
 # Surface forms that in a command almost always mean something else: "a bit", the rotation
 # "axis", "the arm" / "C-arm" (the machine). "left arm" still resolves.
 GENERIC_WORDS = ("bit", "axis", "arm")
@@ -199,6 +199,7 @@ _ZOOM = re.compile(r"\bzoom\b")
 _COLLIMATE = _phrase_regex(COLLIMATE_WORDS)
 _OPEN_FIELD = _phrase_regex(OPEN_FIELD_PHRASES)
 _ROTATE = _phrase_regex(ROTATE_WORDS)
+_ROTATE_VERB = _phrase_regex(tuple(w for w in ROTATE_WORDS if w not in ("rao", "lao")))
 _TILT = _phrase_regex(TILT_WORDS)
 _MOVE = _phrase_regex(MOVE_WORDS)
 _ACQUIRE = _phrase_regex(ACQUIRE_PHRASES)
@@ -231,6 +232,15 @@ _LOOKED_AT = re.compile(r"\b(?:at|see|of) the (" + "|".join(GENERIC_WORDS) + r")
 # "move cranial it"; "move cranial eight" (no unit) heard so would move by the default step
 _PRONOUN_AFTER_DIRECTION = re.compile(r"\bdirection (?:it|this|that)$")
 _FILLER_AFTER_PRONOUN = re.compile(r"(?:\b(?:please|thanks|thank you|now|uh|um|er|erm|ah|hmm)\s*)+$")
+# words before "the axis" that make it a line, not the second cervical vertebra
+_AXIS_LINES = frozenset(("around", "about", "along", "on", "to", "rotation", "its", "same", "long", "short",
+                         "central", "beam", "main"))
+# the imaging as the subject of a sentence ("the fluoro is broken again", "that shot was great"):
+# talk about it, which must never fire the beam
+_IMAGE_TALK = re.compile(r"\b(?:fluoro|fluoroscopy|shot|shots|exposure|exposures|xray|xrays|capture|beam) "
+                         r"(?:is|was|are|were|has|had|looks|looked|keeps|kept|seems|seemed|went|broke)\b")
+# a unit said without its number
+_UNIT_WORD = re.compile(r"\b(?:" + "|".join(w for words in UNIT_WORDS.values() for w in words) + r")\b")
 # ... or a bare word or number where a collimation target belongs ("cone down to four")
 _COLLIMATION_TARGET = re.compile(r"\b(?:to|onto|on|around)\s+(?!the\b)(\w+)")
 # a side left over in a show without a structure ("the right [kidney] in left oblique view"):
@@ -281,6 +291,34 @@ REWRITES = (
     (re.compile(r"\bcyst (?:in|on) the (left|right) kidney\b"), r"cyst of the \1 kidney"),
     # "never mind, go back": not a negated request
     (re.compile(r"\bnever mind\b"), "nevermind"),
+    # addressing the machine ("computer, ...", "hey C-arm", "okay fluoro, ..."); a bare "fluoro"
+    # is an exposure
+    (re.compile(r"^(?:(?:hey|ok|okay) )?(?:computer|c arm|carm|fluorosam)\b(?= \w)|^(?:hey|ok|okay) fluoro\b(?= \w)"),
+     " "),
+    # idioms of the room (a British radiographer "screens"; "pop a shot off", "mag up")
+    (re.compile(r"^(?:let us |lets )?screen$"), "take a shot"),
+    (re.compile(r"\bscreen (?=the \w)"), "show "),
+    (re.compile(r"\b(?:pop|snap|fire|knock) (?:a shot|an image|one|1) off\b"), "take a shot"),
+    (re.compile(r"\bmag up\b"), "zoom in"),
+    (re.compile(r"\b(?:mag down|take the mag off|mag off)\b"), "zoom out"),
+    (re.compile(r"\bline up (?:on|with)\b"), "centre on"),
+    (re.compile(r"\btighten up on\b"), "collimate on"),
+    (re.compile(r"\b(?:that is enough )?hold (?:it )?there\b"), "stop"),
+    (re.compile(r"\bcome (?=(?:up|down|left|right|cranial|caudal|in|out)\b)"), "move "),
+    (re.compile(r"\bin (?:the )?direction of the (feet|foot|head)\b"), r"towards the \1"),
+    (re.compile(r"\b(?:inclinate|incline)\b"), "tilt"),
+    # non-native phrasings of a request for an image of a structure ("make the picture of the hip")
+    (re.compile(r"\b(?:make|do)(?: me)? (?:the |a |an )?(?:picture|image|photo|shot|xray|radiograph) (?:of|from)\b"),
+     "show"),
+    (re.compile(r"\bmake (?=(?:an? |the )?(?:ap|pa|lateral|inlet|outlet|lao|rao|oblique)\b)"), "show "),
+    (re.compile(r"\bpoint me\b"), "point out"),
+    (re.compile(r"\bgive us\b"), "give me"),
+    (re.compile(r"\b(?:rib|vertebra|level) number (?=\d)"), lambda m: m.group(0).replace("number ", "")),
+    (re.compile(r"\bwhere you were\b"), "where we were"),
+    (re.compile(r"\btake (?:that|the) (?:last )?move back\b"), "undo"),
+    (re.compile(r"\b(?:on|in) (?:the|this) (?:image|picture|screen)\b"), " "),
+    # a non-native "you can shoot?" asks for it
+    (re.compile(r"^you can (?=(?:shoot|move|rotate|tilt|take|fire|zoom|collimate|show)\b)"), ""),
 )
 # Typed shorthand ("rot L 12 deg", "show R femur AP"); a spoken "L" is a vertebral level
 TEXT_REWRITES = (
@@ -422,7 +460,9 @@ class CommandParser:
                                   "structures I know)", candidates=self._nearest_names(unknown), source=source)
         if _TILT.search(joined) and not span:
             return self._turn(K.TILT, _TILT, joined, make)
-        if _ROTATE.search(joined) and not span and (not self._view(joined)[0] or _NUMBER_UNIT.search(joined)):
+        # "rotate LAO 20" turns by 20 deg; "LAO 45" alone names a position, the 45 deg left oblique view
+        if _ROTATE.search(joined) and not span and \
+                (not self._view(joined)[0] or (_NUMBER_UNIT.search(joined) and _ROTATE_VERB.search(joined))):
             return self._turn(K.ROTATE, _ROTATE, joined, make)
         if (_WHERE.search(joined) or (span is None and _WH_QUESTION.match(joined))) and (
                 question or not _SHOW.search(joined) or span is None or _SHOW_WHERE.search(joined)):
@@ -432,6 +472,8 @@ class CommandParser:
         if _MOVE.search(_GO_AHEAD.sub(" ", joined)) or self._bare_distance_move(joined) or self._bare_nudge(joined):
             return self._move(joined, text, source, make)
         if _ACQUIRE.search(joined):
+            if _IMAGE_TALK.search(joined):
+                return not_understood(text, "talk about the imaging, not a request for an exposure", source=source)
             rest = _ACQUIRE.sub(" ", joined)
             # "fire me" has lost its verb like "and me the retractor" ("can you hear me" so heard)
             return self._unknown_target(rest, text, source) or \
@@ -469,9 +511,11 @@ class CommandParser:
         for length in range(min(self.config.max_span_words, n), 0, -1):
             for start in range(0, n - length + 1):
                 words = tokens[start:start + length]
-                if words[0] in ("a", "an", "on", "of", "in", "to", "at", "by") or (length == 1 and words[0] in GENERIC_WORDS) \
+                generic = (length == 1 and words[0] in GENERIC_WORDS) \
+                    or (words[0] in GENERIC_WORDS and start > 0 and tokens[start - 1] in ("the", "c"))
+                if words[0] in ("a", "an", "on", "of", "in", "to", "at", "by") \
+                        or (generic and not self._names_the_axis_vertebra(tokens, start, length)) \
                         or (length == 2 and words[0] in ("the", "c") and words[1] in GENERIC_WORDS) \
-                        or (words[0] in GENERIC_WORDS and start > 0 and tokens[start - 1] in ("the", "c")) \
                         or (length > 1 and words[0] in ("the", "c") and words[1] in GENERIC_WORDS):
                     continue   # "move the arm left": the machine, not the patient's left arm
                 name = self.vocabulary.resolve(" ".join(words))
@@ -481,6 +525,17 @@ class CommandParser:
             if best is not None:
                 break
         return best
+
+    @staticmethod
+    def _names_the_axis_vertebra(tokens: list[str], start: int, length: int) -> bool:
+        """ "show me the axis", "where is the axis": C2 as the object of a request, where
+        "around the axis", "the long axis" or "the axis of rotation" are the machine's."""
+        if tokens[start:start + length] != ["axis"] or start < 1 or tokens[start - 1] != "the":
+            return False
+        if tokens[start + 1:start + 2] == ["of"] or (start >= 2 and tokens[start - 2] in _AXIS_LINES):
+            return False
+        before = " ".join(tokens[:start - 1])
+        return bool(_SHOW.search(before) or _WHERE.search(before))
 
     @staticmethod
     def _strip_span(tokens: list[str], span: _Span | None) -> str:
@@ -600,6 +655,9 @@ class CommandParser:
             return not_understood(joined, f"{kind} takes degrees, not {unit}")
         if math.isnan(amount) and self._ends_before_amount(joined):
             return not_understood(joined, f"the {kind} ends where its angle should be: say it again with the degrees")
+        if math.isnan(amount) and _UNIT_WORD.search(joined):
+            # "rotate to the right by, uh, degrees": the number was lost, not the whole amount
+            return not_understood(joined, f"the {kind} names degrees without a number: say it again with the angle")
         directions, rest = self._direction(rest, allowed)
         if kind == K.TILT:  # "tilt up/down" means nothing certain for a C-arm: refused below
             directions += [d for d in ("cranial", "caudal") if re.search(rf"\b{d[:4]}", rest)]

@@ -60,6 +60,15 @@ def _settled_state(commander: CArmCommander) -> CArmStateMsg:
     return commander.state
 
 
+def test_a_view_alone_before_any_structure_asks_for_one(system):
+    """Runs first: nothing has been shown, so "lateral please" has no target to keep."""
+    commander, _, _ = system
+    start = _settled_state(commander)
+    event = _intent(commander, "show", view="lateral", text="lateral please")
+    assert event is not None and not event.success and event.failure_reason == "no_target", event
+    assert np.allclose(_settled_state(commander).isocenter_mm, start.isocenter_mm)
+
+
 def test_plan_view_shows_the_structure_collimated(system):
     commander, targets, log_dir = system
     result, stages = commander.show("liver", "ap")
@@ -80,6 +89,18 @@ def test_plan_view_shows_the_structure_collimated(system):
     assert targets["pose"] and targets["pose"][-1].header.frame_id == "world"
     position = targets["pose"][-1].pose.position
     assert np.allclose([position.x, position.y, position.z], result.final_state.source_mm, atol=1e-3)
+
+
+def test_a_view_alone_turns_to_the_structure_shown_last(system):
+    """After the liver AP above, "LAO 30" (a view and its angle, no structure) shows the liver
+    in a 30 degree left oblique."""
+    commander, _, log_dir = system
+    before = _settled_state(commander)
+    event = _intent(commander, "show", view="oblique_left", amount=30.0, unit="deg", text="LAO 30")
+    assert event is not None and event.success, (event and event.message) + read_logs(log_dir)
+    after = _settled_state(commander)
+    turned = max(abs(after.alpha_deg - before.alpha_deg), abs(after.beta_deg - before.beta_deg))
+    assert 20.0 <= turned <= 40.0, (before.alpha_deg, before.beta_deg, after.alpha_deg, after.beta_deg)
 
 
 @pytest.mark.parametrize("structure, reason", [("nonsense organ", "unknown_structure"),
