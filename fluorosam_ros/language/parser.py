@@ -304,7 +304,8 @@ REWRITES = (
     (re.compile(r"\bline up (?:on|with)\b"), "centre on"),
     (re.compile(r"\btighten up on\b"), "collimate on"),
     (re.compile(r"\b(?:that is enough )?hold (?:it )?there\b"), "stop"),
-    (re.compile(r"\bcome (?=(?:up|down|left|right|cranial|caudal|in|out)\b)"), "move "),
+    # "come up a touch"; not "come in" or "come out", said to people at the door
+    (re.compile(r"\bcome (?=(?:up|down|left|right|cranial|caudal)\b)"), "move "),
     (re.compile(r"\bin (?:the )?direction of the (feet|foot|head)\b"), r"towards the \1"),
     (re.compile(r"\b(?:inclinate|incline)\b"), "tilt"),
     # non-native phrasings of a request for an image of a structure ("make the picture of the hip")
