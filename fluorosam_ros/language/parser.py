@@ -170,7 +170,7 @@ FILLER_PHRASES = SMALL_AMOUNT_PHRASES + ("please", "thank you", "thanks", "okay"
                   "position", "c arm", "carm", "arm", "camera", "beam", "table", "patient", "patients",
                   "side", "more", "further", "farther", "about", "around", "approximately", "roughly",
                   "over", "into", "with", "be", "is", "are", "please do", "go ahead", "and then",
-                  "all the way", "fully", "completely", "nevermind", "kindly", "on the image")
+                  "all the way", "fully", "completely", "nevermind", "kindly")
 # Surface forms that in a command almost always mean something else: "a bit", the rotation
 # "axis", "the arm" / "C-arm" (the machine). "left arm" still resolves.
 GENERIC_WORDS = ("bit", "axis", "arm")
@@ -314,7 +314,7 @@ REWRITES = (
     (re.compile(r"\bmake (?=(?:an? |the )?(?:ap|pa|lateral|inlet|outlet|lao|rao|oblique)\b)"), "show "),
     (re.compile(r"\bpoint me\b"), "point out"),
     (re.compile(r"\bgive us\b"), "give me"),
-    (re.compile(r"\b(?:rib|vertebra|level) number (?=\d)"), lambda m: m.group(0).replace("number ", "")),
+    (re.compile(r"\b(rib|vertebra|level) number (?=\d)"), r"\1 "),
     (re.compile(r"\bwhere you were\b"), "where we were"),
     (re.compile(r"\btake (?:that|the) (?:last )?move back\b"), "undo"),
     (re.compile(r"\b(?:on|in) (?:the|this) (?:image|picture|screen)\b"), " "),

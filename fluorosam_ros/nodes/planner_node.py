@@ -109,10 +109,10 @@ class PlannerNode(Node):
         self.device: CArmConfig | None = None
         self.state_msg: CArmStateMsg | None = None
         self.last_state_at = -math.inf              # time.monotonic() of the last valid /carm/state
-        # poses before each motion, for undo; bounded so that a long session cannot grow it forever
         # the structure the last successful view showed: a view named alone ("lateral please",
-        # "LAO 45") turns to it (msg/Intent.msg: a view alone keeps the current target)
+        # "LAO 45") turns to it (intents.py: a view alone keeps the current target)
         self.current_target = ""
+        # poses before each motion, for undo; bounded so that a long session cannot grow it forever
         self.history: collections.deque[CArmState] = collections.deque(
             maxlen=max(1, declare(self, "undo_depth", 50, "how many motions 'undo' can go back (>= 1)")))
         self.motions = 0                             # targets sent to the C-arm so far
@@ -341,15 +341,14 @@ class PlannerNode(Node):
         if generation != self._stops:  # queued before a stop that the drain missed
             return AcquireOutcome(False, "stopped before it started", "canceled")
         kind = msg.kind
+        angle = float(msg.amount) if msg.unit.startswith("deg") else math.nan    # a view's own angle
         if kind in (IntentMsg.SHOW, IntentMsg.COLLIMATE) and msg.structure:
-            angle = float(msg.amount) if msg.unit.startswith("deg") else math.nan
             request = AcquireRequest(msg.structure, msg.view if kind == IntentMsg.SHOW else "", 0.0, angle)
             return self.acquire_view(request, generation)
         if kind == IntentMsg.SHOW and msg.view:
             if not self.current_target:
                 return AcquireOutcome(False, f"a view alone ({msg.view}) turns to the structure shown last, and none "
                                       "has been shown yet: name the structure", "no_target")
-            angle = float(msg.amount) if msg.unit.startswith("deg") else math.nan
             return self.acquire_view(AcquireRequest(self.current_target, msg.view, 0.0, angle), generation)
         if kind == IntentMsg.WHERE:
             return self._where(msg.structure)
