@@ -241,7 +241,9 @@ class SegmentationEvaluator:
             result.scores["paraphrase"] = self._scored(self.predictor.predict(text=result.paraphrase), target).as_dict()
             if self.prompt_reader is not None:
                 read = self.prompt_reader(result.paraphrase) or result.paraphrase
-                result.scores["paraphrase_read"] = self._scored(self.predictor.predict(text=read), target).as_dict()
+                # text the reader leaves as written was scored just above
+                result.scores["paraphrase_read"] = result.scores["paraphrase"] if read == result.paraphrase else \
+                    self._scored(self.predictor.predict(text=read), target).as_dict()
         if self.peer is not None:
             result.scores["peer_gt_box"] = score(self.peer.predict_box(ground_truth_box(target)), target).as_dict()
             result.scores["peer_2pt_box"] = score(self.peer.predict_box(end_points_box(target)), target).as_dict()

@@ -491,10 +491,14 @@ class CommandParser:
             word = match.group(1)
             if word in _MACHINE_WORDS:
                 continue
-            what = f"'{word}' is not a structure I know" if word else "the request ends before its target"
-            return not_understood(text, f"{what}: say the structure's name",
-                                  candidates=self._nearest_names(word) if word else (), source=source)
+            if word:
+                return self._not_a_structure(word, text, source)
+            return not_understood(text, "the request ends before its target: say the structure's name", source=source)
         return None
+
+    def _not_a_structure(self, word: str, text: str, source: str) -> Intent:
+        return not_understood(text, f"'{word}' is not a structure I know: say the structure's name",
+                              candidates=self._nearest_names(word), source=source)
 
     def _confidence(self, rest: str, extra_unexplained: int = 0) -> float:
         """1 minus a penalty for each word that no rule explained."""
@@ -803,8 +807,7 @@ class CommandParser:
             named = [m.group(1) for m in _THE_TARGET.finditer(rest) if m.group(1) and not _FILLER.fullmatch(m.group(1))
                      and m.group(1) not in _MACHINE_WORDS] + [m.group(1) for m in _LOOKED_AT.finditer(joined)]
             if named:
-                return not_understood(text, f"'{named[0]}' is not a structure I know: say the structure's name",
-                                      candidates=self._nearest_names(named[0]), source=source)
+                return self._not_a_structure(named[0], text, source)
             return make(K.SHOW, confidence, **slots)
         if confidence < self.config.motion_threshold:
             fallback = self._fallback(joined, text, source, "unexplained words", question=False)
