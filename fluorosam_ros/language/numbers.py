@@ -32,6 +32,9 @@ CONTRACTIONS = {
     "cannot": "can not", "won't": "will not", "what's": "what is", "where's": "where is",
     "which's": "which is", "that's": "that is", "it's": "it is", "let's": "let us", "i'd": "i would",
     "i'm": "i am", "we'd": "we would", "there's": "there is", "here's": "here is",
+    "i've": "i have", "we've": "we have", "you've": "you have", "we're": "we are", "you're": "you are",
+    "isn't": "is not", "aren't": "are not", "wasn't": "was not", "couldn't": "could not",
+    "wouldn't": "would not", "shouldn't": "should not", "haven't": "have not",
     # typed or transcribed without the apostrophe
     "wheres": "where is", "whats": "what is", "thats": "that is", "theres": "there is", "doesnt": "does not",
     "didnt": "did not", "cant": "can not", "wont": "will not", "im": "i am",

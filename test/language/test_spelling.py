@@ -1,0 +1,40 @@
+"""Typing slips in typed commands (fluorosam_ros/language/spelling.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from fluorosam_ros.language.spelling import TypoCorrector, english_words, slips
+
+COMMAND_WORDS = ("show", "rotate", "out", "collimate", "tilt", "left", "let", "femur", "vertebra", "shot")
+
+
+@pytest.mark.parametrize("a, b, expected", [
+    ("show", "show", 0), ("shwo", "show", 1), ("rotaet", "rotate", 1), ("otu", "out", 1),
+    ("colimate", "collimate", 1), ("vertabra", "vertebra", 1), ("abc", "xyz", 3),
+])
+def test_slips_counts_edits_and_swapped_neighbours(a: str, b: str, expected: int) -> None:
+    assert slips(a, b, limit=3) == expected
+
+
+def test_slips_stops_early_past_its_limit() -> None:
+    assert slips("abcdefgh", "zzzzzzzz", limit=1) == 2
+
+
+def test_one_slip_from_one_command_word_is_corrected() -> None:
+    corrector = TypoCorrector(COMMAND_WORDS, english_words=("shut", "door"))
+    assert corrector.correct("shwo the femr".split()) == ["show", "the", "femur"]
+    assert corrector.correct(["rotaet", "otu", "colimate"]) == ["rotate", "out", "collimate"]
+
+
+def test_real_words_and_ties_are_left_alone() -> None:
+    corrector = TypoCorrector(COMMAND_WORDS, english_words=("shut", "door"))
+    assert corrector.correct(["shut", "the", "door"]) == ["shut", "the", "door"]   # "shut" is English
+    assert corrector.correct(["lfet"]) == ["lfet"]           # one slip from both "left" and "let"
+    assert corrector.correct(["xq", "12", "zzzzz"]) == ["xq", "12", "zzzzz"]
+
+
+def test_the_english_dictionary_is_pocketsphinxs() -> None:
+    words = english_words()
+    assert len(words) > 100_000
+    assert {"shut", "door", "show"} <= words and "shwo" not in words
