@@ -87,11 +87,18 @@ def _value(tokens: list[str]) -> float | None:
     return float(total + current)
 
 
+_FRACTIONS = {"a quarter": "0.25", "quarter": "0.25", "one quarter": "0.25", "three quarters": "0.75",
+              "half": "0.5", "a half": "0.5"}
+_FRACTION_OF_UNIT = re.compile(r"\b(a quarter|one quarter|three quarters|quarter|a half|half) of an? (?=(?:"
+                               + "|".join(sorted(_ANY_UNIT, key=len, reverse=True)) + r")\b)")
+
+
 def words_to_digits(tokens: list[str]) -> list[str]:
     """Replace runs of number words by one digit token: ["twenty", "five"] -> ["25"],
     ["two", "point", "five"] -> ["2.5"], ["a", "hundred"] -> ["100"], ["one", "and", "a",
     "half"] -> ["1.5"], ["half", "a", "cm"] -> ["0.5", "cm"], ["a", "cm"] -> ["1", "cm"]. Other
-    tokens pass through."""
+    tokens pass through. Fractions of a unit ("a quarter of a centimetre") become decimals."""
+    tokens = _FRACTION_OF_UNIT.sub(lambda m: _FRACTIONS[m.group(1)] + " ", " ".join(tokens)).split()
     out: list[str] = []
     i = 0
     while i < len(tokens):

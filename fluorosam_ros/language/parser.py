@@ -175,12 +175,12 @@ FILLER_PHRASES = SMALL_AMOUNT_PHRASES + ("please", "thank you", "thanks", "okay"
                   "all the way", "fully", "completely", "nevermind", "kindly",
                   "if you would", "if you could", "if you do not mind", "when you are ready", "when you can",
                   "i think", "possibly", "perhaps", "quick", "when you have a moment", "when you get a chance",
-                  "only")
+                  "only", "gently", "reckon", "i reckon", "ja", "yeah", "you know", "like", "basically")
 # Surface forms that in a command almost always mean something else: "a bit", the rotation
 # "axis", "the arm" / "C-arm" (the machine). "left arm" still resolves.
 GENERIC_WORDS = ("bit", "axis", "arm")
 # Words that may precede a structure without changing its meaning.
-STRUCTURE_MODIFIERS = ("whole", "entire", "full", "both", "all")
+STRUCTURE_MODIFIERS = ("whole", "entire", "full", "both", "all", "distal", "proximal")
 # "me" / "us" are filler after a verb that takes them ("show me", "show us", "for me"); with no
 # such word before them a request verb was lost, and the one lost may be the staff's ("[hand]
 # me the retractor" heard "and me the retractor") or a motion word that takes no person ("pan
@@ -202,8 +202,16 @@ _OTHER_STOP = re.compile(r"\b(?:bus|pit|door|depth|drill|train|next|last|first) 
                          r"|\bthe stop (?=on|of|at|is|was|in)\b"
                          r"|\bstop (?:by|off|over|in at)\b(?! (?:now|please|there|here)\b)"
                          r"|\bnon stop\b"
+                         r"|\bstop (?:the )?bleeding\b|\bstop for (?:a )?(?:coffee|lunch|tea|break|the day)\b"
                          r"|\b(?:cannot|could not|can not|would not|will not|never) stop (?=\w+ing\b)"
                          r"|^(?:did|does|has|will) (?:the|your|his|her|their|that) \w+(?: \w+)? stop$")
+# "rotate the patient onto their left side": asked of the staff
+_PATIENT_MOVED = re.compile(r"\b(?:rotate|roll|turn|move|tilt|shift|lift|reposition|position|slide|log roll) "
+                            r"(?:the |our |this )?patient\b")
+# "raise the table ten centimetres", "lower the bed a bit": the table is not the C-arm (two blind
+# evaluators, session 19); moving it would move the patient against the beam, the other way
+_TABLE_MOVED = re.compile(r"\b(?:move|raise|lower|elevate|drop|tilt|shift|slide|push|pull|bring|pump|roll|put) "
+                          r"(?:the |your |that )?(?:operating )?(?:table|bed)\b|\b(?:table|bed) (?:up|down|higher|lower)\b")
 # "highlight the liver without moving anything"
 _WITHOUT_MOTION = re.compile(r"\bwithout (?:moving|move|motion|any motion|any movement)(?: anything| it| the (?:c )?arm)?\b"
                              r"|\bno move\b")
@@ -351,6 +359,32 @@ REWRITES = (
     (re.compile(r"\b(?:i think )?(?:we|i) (?:need|have) to (?=(?:go|move|shift|tilt|rotate|zoom|pan|collimate|angle)\b)"), ""),
     # the reason given after a request ("zoom out a bit, I have lost the tip")
     (re.compile(r"(?<=\w) (?:i|we) (?:have )?(?:lost|cannot see|can not see|do not see)\b.*$"), ""),
+    (re.compile(r"\bhang on\b"), "hold on"),
+    (re.compile(r"\b(?:localise|localize|run (?:seg|segmentation) on|run (?:seg|segmentation) for)\b"), "locate"),
+    (re.compile(r"\b(?:previous|last) pose\b"), "previous position"),
+    (re.compile(r"\b(?:go )?back to the (?:previous|last) (?:one|1)\b"), "go back"),
+    (re.compile(r"\b(towards?|to) (?:his|her|their) (left|right)\b"), r"\1 the \2"),
+    (re.compile(r"\b(?:towards? )?(?:the )?head side\b"), "towards the head"),
+    (re.compile(r"\b(?:towards? )?(?:the )?(?:feet|foot|leg|legs) side\b"), "towards the feet"),
+    (re.compile(r"\bpoint (?:the beam |the c arm |it )?at\b"), "aim at"),
+    (re.compile(r"^(?:go ahead and |you can |please )screen(?: now| please)?$"), "take a shot"),
+    # praise or blame of an image is talk ("that's a nice shot of the sacrum")
+    (re.compile(r"^(?:that is|this is|it is|what) (?:a |an )?(?:really |very )?(?:nice|good|great|lovely|beautiful|"
+                r"perfect|clear|bad|poor|blurry|terrible) (?:shot|image|picture|view|film)\b.*$"), "that is talk"),
+    (re.compile(r"^(?:no )?(?:that is|it is|this is) (?:worse|not better|wrong|not it)\b"), " "),
+    (re.compile(r"\bl a o\b"), "lao"),
+    (re.compile(r"\br a o\b"), "rao"),
+    (re.compile(r"\b(?:take it |come )?out of mag(?:nification)?\b"), "zoom out"),
+    (re.compile(r"\biris\b"), "collimator"),
+    (re.compile(r"^(?:give me|get me|get) (?:a |an )?(?:picture|image|shot|xray)(?: please| now)?$"), "take a shot"),
+    (re.compile(r"\blive (?:fluoro|screening)\b"), "fluoro"),
+    (re.compile(r"\bwhile (?:i|we|you) \w+ .*$"), ""),
+    (re.compile(r"\bdead (centre|center)\b"), r"\1"),
+    # a part of a vertebra is the vertebra ("the pedicle of L3", "the T10 spinous process")
+    (re.compile(r"\b(?:the )?(?:pedicles?|spinous process|vertebral body|body|lamina|transverse process) of "
+                r"(?=(?:the )?(?:l|t|c|s) ?\d)"), ""),
+    (re.compile(r"(?<=\b[ltcs] \d) (?:spinous process|pedicles?|vertebral body|body|lamina)\b"), ""),
+    (re.compile(r"(?<=\b[ltcs] \d\d) (?:spinous process|pedicles?|vertebral body|body|lamina)\b"), ""),
     # a vague amount is no amount ("shift right a few mil"): the default step
     (re.compile(r"\ba (?:few|couple of|couple) (?:more )?(?:mm|mil|mils|millimet(?:er|re)s|cm|centimet(?:er|re)s)\b"),
      "a bit"),
@@ -506,6 +540,10 @@ class CommandParser:
 
         if self._asks_to_stop(joined):
             return make(K.STOP)
+        if _PATIENT_MOVED.search(joined):
+            return not_understood(text, "the patient is moved by the staff; I move the C-arm", source=source)
+        if _TABLE_MOVED.search(joined):
+            return not_understood(text, "the table is moved by the staff; I move the C-arm", source=source)
         if _WITHOUT_MOTION.search(joined):
             return self._without_motion(joined, text, source)
         if _NEGATION.search(joined):
@@ -526,6 +564,9 @@ class CommandParser:
             tokens = self._category_question(tokens) or tokens
             joined = " ".join(tokens)
         span = self._find_structure(tokens)
+        if self._two_levels(tokens, span):
+            return not_understood(text, "two levels named (as 'L4-5'): say the one vertebra to centre", source=source,
+                                  candidates=(span.name,))
         ordinal = self._stray_ordinal(tokens, span)
         if ordinal:
             return self._numbered_refusal(ordinal, " ".join(tokens[span.start:span.end]), text, source)
@@ -780,6 +821,14 @@ class CommandParser:
                                   source=source)
         return not_understood(text, f"no {ordinal} {noun} that I know: say the level again",
                               candidates=self._nearest_names(f"{ordinal} {noun}"), source=source)
+
+    @staticmethod
+    def _two_levels(tokens: list[str], span: _Span | None) -> bool:
+        """"L4-5" (tokens "l 4 5"): a vertebra followed by a bare number that is no amount."""
+        if span is None or not span.name.startswith("vertebrae_") or span.end >= len(tokens):
+            return False
+        after = tokens[span.end + 1:span.end + 2]
+        return tokens[span.end].isdigit() and not (after and _UNIT_WORD.fullmatch(after[0]))
 
     @staticmethod
     def _stray_ordinal(tokens: list[str], span: _Span | None) -> str:

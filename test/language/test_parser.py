@@ -115,7 +115,7 @@ def test_refusals_say_why_and_never_act(grammar, text, error):
 @pytest.mark.parametrize("text, kind, slots", [
     ("move to the left", "move", {"direction": "left"}),
     ("move the c arm to the left 2 cm", "move", {"direction": "left", "amount": 20.0, "unit": "mm"}),
-    ("move the table up", "move", {"direction": "up"}),
+    ("move the c-arm up", "move", {"direction": "up"}),
     ("move towards the feet 20 mm", "move", {"direction": "caudal", "amount": 20.0, "unit": "mm"}),
     ("open up the collimators", "collimate", {"direction": "open"}),
     ("take an image of that", "acquire", {}),
@@ -235,7 +235,7 @@ def test_me_after_a_verb_it_before_the_direction_and_an_oblique_side_still_act(g
     ("move up half a centimetre", K.MOVE, {"direction": "up", "amount": 5.0, "unit": "mm"}),
     ("move left 2 and a half cm", K.MOVE, {"direction": "left", "amount": 25.0, "unit": "mm"}),
     ("raise the C-arm 4 cm", K.MOVE, {"direction": "up", "amount": 40.0, "unit": "mm"}),
-    ("lower the table a bit", K.MOVE, {"direction": "down"}),
+    ("lower the arm a bit", K.MOVE, {"direction": "down"}),
     ("go ahead and shoot", K.ACQUIRE, {}),
     ("um can i have an ap of the pelvis", K.SHOW, {"structure": "pelvis", "view": "ap"}),
     ("right can i get an inlet view", K.SHOW, {"view": "inlet"}),      # a British opener, not a side
@@ -522,6 +522,23 @@ def test_off_topic_talk_is_not_understood_with_the_encoder_either(full_parser, t
     ("shift right a few mil", K.MOVE, {"direction": "right"}),     # a vague amount: the default step
     ("uh, bit more right", K.MOVE, {"direction": "right"}),
     ("outline the liver without moving anything", K.WHERE, {"structure": "liver"}),
+    ("Move up a quarter of a centimetre.", K.MOVE, {"direction": "up", "amount": 2.5, "unit": "mm"}),
+    ("move caudad three quarters of a centimetre", K.MOVE, {"direction": "caudal", "amount": 7.5, "unit": "mm"}),
+    ("I want the pedicle of L3 dead centre", K.SHOW, {"structure": "vertebrae_L3"}),
+    ("put the T10 spinous process in the middle of the screen", K.SHOW, {"structure": "vertebrae_T10"}),
+    ("give me l a o thirty", K.SHOW, {"view": "oblique_left", "amount": 30.0, "unit": "deg"}),
+    ("take it out of mag", K.ZOOM, {"direction": "out"}),
+    ("open the iris", K.COLLIMATE, {"direction": "open"}),
+    ("give me a picture", K.ACQUIRE, {}),
+    ("live fluoro while I advance the wire", K.ACQUIRE, {}),
+    ("no, that's worse, go back", K.UNDO, {}),
+    ("hang on, hang on", K.STOP, {}),
+    ("localise the L2 vertebra", K.WHERE, {"structure": "vertebrae_L2"}),
+    ("revert to the previous pose", K.UNDO, {}),
+    ("shift towards leg side by two centimetres", K.MOVE, {"direction": "caudal", "amount": 20.0, "unit": "mm"}),
+    ("gently rotate towards his left, about ten degrees", K.ROTATE, {"direction": "left", "amount": 10.0, "unit": "deg"}),
+    ("centre on the distal oesophagus", K.SHOW, {"structure": "esophagus"}),
+    ("collimate to the left subclavian", K.COLLIMATE, {"structure": "subclavian_artery_left"}),
     ("show the left kidney without moving the arm", K.WHERE, {"structure": "kidney_left"}),
 ])
 def test_forms_session_19s_held_out_sets_missed(grammar, text, kind, slots):
@@ -535,6 +552,11 @@ def test_forms_session_19s_held_out_sets_missed(grammar, text, kind, slots):
     ("tilt caudal 10 15 degrees", "two numbers"),
     ("rotate left without moving", "asked not to move"),
     ("the retractor please", "staff"),                          # a tool alone is asked of the staff
+    ("move the table up", "table"),                             # the table is not the C-arm
+    ("can you raise the table ten centimetres?", "table"),
+    ("lower the bed a bit, please", "table"),
+    ("rotate the patient a little onto their left side", "patient"),
+    ("let's look at L4-5", "two levels"),                      # the disc between them, not one vertebra
     ("can I have the K-wire please", "staff"),
 ])
 def test_an_ambiguous_amount_a_motion_asked_not_to_move_or_a_tool_alone_is_refused(grammar, text, error):
@@ -546,7 +568,8 @@ def test_an_ambiguous_amount_a_motion_asked_not_to_move_or_a_tool_alone_is_refus
 @pytest.mark.parametrize("text", [
     "I can't stop thinking about lunch", "stop by my office after the case", "it's been non-stop all day",
     "did the bleeding stop?", "the bus stop outside is flooded again",
-    "the stop on the drill guide is set at forty millimetres",
+    "the stop on the drill guide is set at forty millimetres", "can we stop the bleeding first",
+    "let's stop for coffee after this case", "that's a nice shot of the sacrum",
 ])
 def test_other_senses_of_stop_are_not_a_stop(grammar, text):
     assert grammar.parse(text).kind == K.NOT_UNDERSTOOD

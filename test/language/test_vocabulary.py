@@ -211,3 +211,9 @@ def test_a_pair_is_written_once_and_expanded_per_side():
     assert vocabulary.entry("femur_right").description == "the bone in the right thigh"
     assert vocabulary.entry("femur_left").display == "left femur"
     assert vocabulary.resolve("right thigh bone") == "femur_right"
+
+
+def test_short_forms_said_in_theatre_resolve(vocabulary):
+    assert vocabulary.resolve("left subclavian") == "subclavian_artery_left"
+    assert vocabulary.resolve("subclavians") == "subclavian_arteries"
+    assert vocabulary.resolve("right suprarenal") == "adrenal_gland_right"
