@@ -211,7 +211,8 @@ _PATIENT_MOVED = re.compile(r"\b(?:rotate|roll|turn|move|tilt|shift|lift|reposit
 # "raise the table ten centimetres", "lower the bed a bit": the table is not the C-arm (two blind
 # evaluators, session 19); moving it would move the patient against the beam, the other way
 _TABLE_MOVED = re.compile(r"\b(?:move|raise|lower|elevate|drop|tilt|shift|slide|push|pull|bring|pump|roll|put) "
-                          r"(?:the |your |that )?(?:operating )?(?:table|bed)\b|\b(?:table|bed) (?:up|down|higher|lower)\b")
+                          r"(?:the |your |that )?(?:operating )?(?:table|bed)\b"
+                          r"|^(?:the )?(?:table|bed) (?:up|down|higher|lower|left|right|in|out|cranial|caudal|towards|to)\b")
 # "highlight the liver without moving anything"
 _WITHOUT_MOTION = re.compile(r"\bwithout (?:moving|move|motion|any motion|any movement)(?: anything| it| the (?:c )?arm)?\b"
                              r"|\bno move\b")
@@ -378,7 +379,7 @@ REWRITES = (
     (re.compile(r"\biris\b"), "collimator"),
     (re.compile(r"^(?:give me|get me|get) (?:a |an )?(?:picture|image|shot|xray)(?: please| now)?$"), "take a shot"),
     (re.compile(r"\blive (?:fluoro|screening)\b"), "fluoro"),
-    (re.compile(r"\bwhile (?:i|we|you) \w+ .*$"), ""),
+    (re.compile(r"\bwhile (?:i|we|you) \w+.*$"), ""),
     (re.compile(r"\bdead (centre|center)\b"), r"\1"),
     # a part of a vertebra is the vertebra ("the pedicle of L3", "the T10 spinous process")
     (re.compile(r"\b(?:the )?(?:pedicles?|spinous process|vertebral body|body|lamina|transverse process) of "
@@ -503,16 +504,19 @@ class CommandParser:
         tokens = normalize_command(written)
         if source == "text":
             tokens = self.typos.correct(tokens)
-        joined = _OPENING_RIGHT.sub("", " ".join(tokens))
+        joined = said = _OPENING_RIGHT.sub("", " ".join(tokens))
         for pattern, replacement in REWRITES + (TEXT_REWRITES if source == "text" else ()):
             joined = pattern.sub(replacement, joined)
         tokens = joined.split()
-        if not self._asks_to_stop(joined):   # a stop is never rewritten away
+        # a stop is never rewritten away: rewrites drop reasons and clauses ("..., I can't see, stop")
+        stop = self._asks_to_stop(said) or self._asks_to_stop(joined)
+        if not stop:
             tokens = apply_corrections(tokens, self._find_structure)
             joined = " ".join(tokens)
-        if not tokens:
+        if not tokens and not stop:
             return not_understood(text, "empty input", source=source)
-        intent = self._parse(joined, tokens, text, source)
+        intent = Intent(K.STOP, confidence=1.0, source_text=text, source=source) if stop \
+            else self._parse(joined, tokens, text, source)
         intent = self._gate(intent)
         intent.details["parse_ms"] = (time.perf_counter() - started) * 1e3
         log.debug("%r -> %s", text, intent.describe())
@@ -610,7 +614,8 @@ class CommandParser:
     def _without_motion(self, joined: str, text: str, source: str) -> Intent:
         """"outline the liver without moving anything": the request, which may not move."""
         rest = " ".join(_WITHOUT_MOTION.sub(" ", joined).split())
-        intent = self._parse(rest, rest.split(), text, source) if rest else not_understood(text, "empty input")
+        intent = self._parse(rest, rest.split(), text, source) if rest else \
+            not_understood(text, "empty input", source=source)
         if intent.kind in (K.SHOW, K.WHERE) and intent.structure:
             return replace(intent, kind=K.WHERE, view="", amount=math.nan, unit="")
         if intent.kind in K.MOTION_KINDS:

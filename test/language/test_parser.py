@@ -597,3 +597,15 @@ def test_a_reason_after_the_request_is_not_part_of_it(grammar):
     intent = grammar.parse("zoom out a bit, I've lost the tip")
     assert intent.kind == K.ZOOM and intent.direction == "out"
     assert grammar.parse("I've lost the tip").kind == K.NOT_UNDERSTOOD
+
+
+@pytest.mark.parametrize("text", ["zoom out, I cannot see, stop", "that is a nice shot, stop",
+                                  "move left while I stop the drill"])
+def test_a_stop_in_a_clause_that_rewrites_drop_still_stops(grammar, text):
+    assert grammar.parse(text).kind == K.STOP
+
+
+def test_a_clause_about_what_the_speaker_does_meanwhile_is_not_part_of_the_request(grammar):
+    intent = grammar.parse("move left 5 mm while I drill")
+    assert (intent.kind, intent.direction, intent.amount) == (K.MOVE, "left", 5.0)
+    assert grammar.parse("table left 5 mm").kind == K.NOT_UNDERSTOOD
