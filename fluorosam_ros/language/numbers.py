@@ -23,6 +23,7 @@ UNIT_WORDS = {
     "mm": ("mm", "millimeter", "millimeters", "millimetre", "millimetres", "mil", "mils", "millis"),
     "cm": ("cm", "centimeter", "centimeters", "centimetre", "centimetres", "centi", "centis"),
     "deg": ("degree", "degrees", "deg", "degs", "grade", "grades"),      # "grade": Italian/Spanish speakers
+    "inch": ("inch", "inches"),                                          # converted to mm by the parser
 }
 _ANY_UNIT = frozenset(word for words in UNIT_WORDS.values() for word in words)
 NUMBER_WORDS = {k for k, v in UNITS_WORDS.items() if v is not None} | set(TENS_WORDS) | {"hundred"}

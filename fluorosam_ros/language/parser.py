@@ -202,9 +202,17 @@ _OTHER_STOP = re.compile(r"\b(?:bus|pit|door|depth|drill|train|next|last|first) 
                          r"|\bthe stop (?=on|of|at|is|was|in)\b"
                          r"|\bstop (?:by|off|over|in at)\b(?! (?:now|please|there|here)\b)"
                          r"|\bnon stop\b"
+                         r"|\bstop (?:the )?(?:heparin|infusion|drip|anticoagulation|antibiotics?|aspirin|warfarin|"
+                         r"medication|medicine|clopidogrel)\b"
                          r"|\bstop (?:the )?bleeding\b|\bstop for (?:a )?(?:coffee|lunch|tea|break|the day)\b"
                          r"|\b(?:cannot|could not|can not|would not|will not|never) stop (?=\w+ing\b)"
                          r"|^(?:did|does|has|will) (?:the|your|his|her|their|that) \w+(?: \w+)? stop$")
+# "hand me the drill", "I need the retractor": a tool asked for is asked of the staff ("give me" and
+# "get me" stay this grammar's show verbs: "give me the K-wire", "get me over the retractor")
+_STAFF_ASK = re.compile(r"\b(?:hand|pass|bring|fetch|grab) (?:me|us)\b|\b(?:i|we) need\b"
+                        r"|\bcan (?:i|we) (?:get|have)\b")
+# "shoot, then go back": two requests in order (not "ok then, show the femur")
+_THEN = re.compile(r"(?<=\w) (?:and )?then (?=\w)")
 # "rotate the patient onto their left side": asked of the staff
 _PATIENT_MOVED = re.compile(r"\b(?:rotate|roll|turn|move|tilt|shift|lift|reposition|position|slide|log roll) "
                             r"(?:the |our |this )?patient\b")
@@ -352,7 +360,7 @@ REWRITES = (
      lambda m: _GERUND_STEMS.get(m.group(1), m.group(1))),
     (re.compile(r"\b(?:straight|nice|good) (?=(?:ap|pa|lateral|lao|rao|inlet|outlet)\b)"), ""),
     (re.compile(r"\b(?:that|it|this) (?:was|looked|is) better(?: before| than this)?\b"), " "),
-    (re.compile(r"\bgrab (?:me |us )?(?:a |an |another )?(?:quick |fresh |new )?(?:fluoro|shot|xray|spot|pic)\b"),
+    (re.compile(r"\bgrab (?:me |us )?(?:a |an |another )?(?:quick |fresh |new )?(?:fluoro|shot|xray|spot|pic|picture|image)\b"),
      "take a shot"),
     (re.compile(r"^(?:an? )?xray(?: (?:please|now))?$"), "take an xray"),
     (re.compile(r"\b(can|could|may) (i|we) (?:possibly|perhaps|please) have\b"), r"\1 \2 have"),
@@ -386,6 +394,25 @@ REWRITES = (
                 r"(?=(?:the )?(?:l|t|c|s) ?\d)"), ""),
     (re.compile(r"(?<=\b[ltcs] \d) (?:spinous process|pedicles?|vertebral body|body|lamina)\b"), ""),
     (re.compile(r"(?<=\b[ltcs] \d\d) (?:spinous process|pedicles?|vertebral body|body|lamina)\b"), ""),
+    (re.compile(r"\b(?:make|do)(?: me)? (?:the |a |an )?(?:radiography|radiogram|roentgen|scan) (?:of|from)\b"), "show"),
+    (re.compile(r"^(?:please )?(?:make|do) (?:a|an|one|1) (?:picture|image|shot|xray|radiograph|radiography)"
+                r"(?: please| now)?$"), "take a shot"),
+    (re.compile(r"\bdemonstrate\b"), "show"),
+    (re.compile(r"\b(?:colou?r|paint|tint|shade) (?=the )"), "highlight "),
+    (re.compile(r"\bin (?:the )?direction (?:to|towards?) the (feet|foot|head)\b"), r"towards the \1"),
+    (re.compile(r"\bto (?:the )?(?:foot|feet)\b(?! of)"), "towards the feet"),
+    (re.compile(r"\bto head\b"), "towards the head"),
+    (re.compile(r"^(?:go |come )?back to where (?:we|it|you) (?:were|was)(?: before)?$"), "undo"),
+    (re.compile(r"\bmake the (?:zoom|magnification) (?:bigger|larger|more|stronger)\b"), "zoom in"),
+    (re.compile(r"\bmake the (?:zoom|magnification) (?:smaller|less|weaker)\b"), "zoom out"),
+    (re.compile(r"\bamplify\b"), "magnify"),
+    (re.compile(r"\bmore tight\b"), "tighter"),
+    (re.compile(r"\bmore wide\b"), "wider"),
+    (re.compile(r"\bscopy\b"), "fluoro"),
+    (re.compile(r"\blast movement\b"), "last move"),
+    (re.compile(r"\bcome back to\b"), "back to"),
+    (re.compile(r"\bline (?:us|me|it) up on\b"), "centre on"),
+    (re.compile(r"\bpull up\b"), "bring up"),
     # a vague amount is no amount ("shift right a few mil"): the default step
     (re.compile(r"\ba (?:few|couple of|couple) (?:more )?(?:mm|mil|mils|millimet(?:er|re)s|cm|centimet(?:er|re)s)\b"),
      "a bit"),
@@ -405,10 +432,14 @@ TEXT_REWRITES = (
     (re.compile(r"\bcran\b"), "cranial"),
     (re.compile(r"\bcaud\b"), "caudal"),
 )
+_MM_PER = {"cm": 10.0, "inch": 25.4}
 # the words TEXT_REWRITES expand, which the typing-slip corrector must leave for them
 TYPED_SHORTHAND = ("rot", "mv", "acq", "cran", "caud")
-# Typed signs the tokenizer drops ("zoom+", "zoom -")
+# Typed signs the tokenizer drops ("zoom+", "zoom -"), and key=value input ("show structure=liver")
 RAW_TEXT_REWRITES = (
+    (re.compile(r"\b(?:structure|target|view|direction|dir|amount|angle|unit)\s*=\s*"), " "),
+    # "1/2 cm" (not "L4/5": a fraction stands alone)
+    (re.compile(r"(?:(?<=\s)|^)(\d{1,2})/([1-9]\d?)(?=\s|$)"), lambda m: f"{int(m.group(1)) / int(m.group(2)):g}"),
     (re.compile(r"\bzoom\s*\+"), "zoom in"),
     (re.compile(r"\bzoom\s*-(?![\w])"), "zoom out"),
 )
@@ -516,7 +547,7 @@ class CommandParser:
         if not tokens and not stop:
             return not_understood(text, "empty input", source=source)
         intent = Intent(K.STOP, confidence=1.0, source_text=text, source=source) if stop \
-            else self._parse(joined, tokens, text, source)
+            else self._first_of_two(joined, text, source) or self._parse(joined, tokens, text, source)
         intent = self._gate(intent)
         intent.details["parse_ms"] = (time.perf_counter() - started) * 1e3
         log.debug("%r -> %s", text, intent.describe())
@@ -601,6 +632,17 @@ class CommandParser:
         if _SHOW.search(joined):
             return self._fallback(joined, text, source, "a request without a structure I know")
         return self._fallback(joined, text, source, "no command recognised")
+
+    def _first_of_two(self, joined: str, text: str, source: str) -> Intent | None:
+        """"centre on L2, then fluoro": two requests in order; the first is done (the second is
+        said back as not done). None unless both halves are requests this grammar reads."""
+        parts = _THEN.split(joined, maxsplit=1)
+        if len(parts) != 2 or not all(p.strip() for p in parts):
+            return None
+        first, second = (self._gate(self._parse(p.strip(), p.split(), text, source)) for p in parts)
+        if not (first.understood and second.understood):
+            return None
+        return replace(first, details={**first.details, "not_done": second.describe()})
 
     @staticmethod
     def _asks_to_stop(joined: str) -> bool:
@@ -736,8 +778,8 @@ class CommandParser:
             unit = next((u for u, words in UNIT_WORDS.items() if word in words), "") if word else ""
             rest = joined[:match.start()] + " " + joined[match.end():]
             unit = unit or default_unit
-            if unit == "cm":
-                value, unit = value * 10.0, "mm"
+            if unit in _MM_PER:
+                value, unit = value * _MM_PER[unit], "mm"
             return value, unit, rest
         return math.nan, "", joined
 
@@ -929,6 +971,9 @@ class CommandParser:
             rest = _HAVE.sub(" ", rest)
         verb = _SHOW.search(rest) or _MOVE.search(rest) or _ACQUIRE.search(rest) or have
         rest = _ACQUIRE.sub(" ", _MOVE.sub(" ", _SHOW.sub(" ", rest)))
+        if view and self._view(rest)[0] and self._view(rest)[0] != view:
+            return not_understood(text, f"two views named ({view}, {self._view(rest)[0]}): one at a time",
+                                  source=source, candidates=(f"show(view={view})", f"show(view={self._view(rest)[0]})"))
         if _OBLIQUE_ALONE.search(rest):
             return not_understood(text, "which oblique: left or right?", source=source,
                                   candidates=("view=oblique_left", "view=oblique_right"))
@@ -940,7 +985,12 @@ class CommandParser:
                                       source=source)
         confidence = self._confidence(rest, self._unexplained_qualifier(tokens, span, rest)
                                       + 2 * self._ungoverned_pronouns(tokens))
-        if verb is None and span is not None and self.vocabulary.entry(span.name).kind == "tool" and not view:
+        is_tool = span is not None and self.vocabulary.entry(span.name).kind == "tool"
+        if is_tool and not view and _STAFF_ASK.search(joined):
+            return not_understood(text, f"asking for the {span.name.replace('_', ' ')} is asking the staff: say "
+                                  f"'show the {span.name.replace('_', ' ')}' to image it", source=source,
+                                  candidates=(f"show(structure={span.name})",))
+        if verb is None and is_tool and not view:
             return not_understood(text, f"a tool named alone is asked of the staff: say 'show the "
                                   f"{span.name.replace('_', ' ')}' to image it", source=source,
                                   candidates=(f"show(structure={span.name})",))

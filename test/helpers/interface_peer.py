@@ -3,6 +3,8 @@ services and the AcquireView action, so the interfaces are exercised between pro
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import rclpy
 from rclpy.action import ActionServer
@@ -49,6 +51,11 @@ class InterfacePeer(Node):
         return response
 
     def _plan(self, goal_handle):
+        # the client's feedback subscription can match after its goal arrives (seen on a loaded
+        # CI machine): feedback published before that is lost, so wait for it (bounded)
+        deadline = time.monotonic() + 10.0
+        while self.count_subscribers("/test/plan_view/_action/feedback") == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
         goal_handle.publish_feedback(AcquireView.Feedback(stage="segment", detail=goal_handle.request.structure))
         goal_handle.succeed()
         return AcquireView.Result(success=True, message=f"{goal_handle.request.structure} {goal_handle.request.view}",

@@ -609,3 +609,48 @@ def test_a_clause_about_what_the_speaker_does_meanwhile_is_not_part_of_the_reque
     intent = grammar.parse("move left 5 mm while I drill")
     assert (intent.kind, intent.direction, intent.amount) == (K.MOVE, "left", 5.0)
     assert grammar.parse("table left 5 mm").kind == K.NOT_UNDERSTOOD
+
+
+@pytest.mark.parametrize("text, kind, slots", [
+    # session 19's third round (I: second-language calques, key=value input; J: numbers, compounds)
+    ("make a radiography of the pelvis", K.SHOW, {"structure": "pelvis"}),
+    ("demonstrate me the pancreas", K.SHOW, {"structure": "pancreas"}),
+    ("show structure=liver view=lateral", K.SHOW, {"structure": "liver", "view": "lateral"}),
+    ("move direction=left amount=5 unit=mm", K.MOVE, {"direction": "left", "amount": 5.0, "unit": "mm"}),
+    ("color the liver please", K.WHERE, {"structure": "liver"}),
+    ("go in direction to the head two centimeter", K.MOVE, {"direction": "cranial", "amount": 20.0, "unit": "mm"}),
+    ("go with the C-arm one centimeter to foot", K.MOVE, {"direction": "caudal", "amount": 10.0, "unit": "mm"}),
+    ("make the zoom bigger", K.ZOOM, {"direction": "in"}),
+    ("amplify the image", K.ZOOM, {"direction": "in"}),
+    ("make the collimation more tight", K.COLLIMATE, {"direction": "tighter"}),
+    ("make one picture please", K.ACQUIRE, {}),
+    ("give me scopy", K.ACQUIRE, {}),
+    ("undo the last movement", K.UNDO, {}),
+    ("back to where we were before", K.UNDO, {}),
+    ("move left 1/2 cm", K.MOVE, {"direction": "left", "amount": 5.0, "unit": "mm"}),
+    ("move up an inch", K.MOVE, {"direction": "up", "amount": 25.4, "unit": "mm"}),
+    ("line us up on the backbone", K.SHOW, {"structure": "spine"}),
+    ("shoot, then go back", K.ACQUIRE, {}),                       # two in order: the first is done
+    ("centre on L2 then fluoro", K.SHOW, {"structure": "vertebrae_L2"}),
+])
+def test_forms_session_19s_third_round_missed(grammar, text, kind, slots):
+    intent = grammar.parse(text)
+    assert intent.kind == kind and intent.slots() == slots, intent.describe()
+
+
+def test_the_second_of_two_requests_is_said_back_as_not_done(grammar):
+    intent = grammar.parse("centre on L2 then fluoro")
+    assert intent.details["not_done"].startswith("acquire")
+
+
+@pytest.mark.parametrize("text, error", [
+    ("show the left femur in AP and lateral", "two views"),
+    ("hand me the drill", "staff"),
+    ("I need the retractor", "staff"),
+    ("show L4/5", "two levels"),
+    ("rotate 5 inches left", "degrees"),
+])
+def test_two_views_a_tool_asked_for_or_a_turn_in_inches_is_refused(grammar, text, error):
+    intent = grammar.parse(text)
+    assert intent.kind == K.NOT_UNDERSTOOD and not intent.acts, intent.describe()
+    assert error in intent.error
