@@ -29,7 +29,7 @@ from typing import Protocol, Sequence
 from . import intents as K
 from .corrections import apply_corrections
 from .intents import Intent, not_understood
-from .spelling import TypoCorrector, english_words
+from .spelling import TypoCorrector, english_words, join_spelled_letters
 from .numbers import NUMBER_WORDS, UNIT_WORDS, normalize_command
 from .vocabulary import ORDINALS, Vocabulary, default_vocabulary, normalize
 
@@ -413,6 +413,21 @@ REWRITES = (
     (re.compile(r"\bcome back to\b"), "back to"),
     (re.compile(r"\bline (?:us|me|it) up on\b"), "centre on"),
     (re.compile(r"\bpull up\b"), "bring up"),
+    (re.compile(r"\b(?:on|of|from) both sides\b"), " "),
+    # a transcript's spellings and homophones: vertebral levels said as letter names ("el four",
+    # "tee nine", "see seven"), "are a o", "write" for right, "cordal" for caudal, "to"/"for" as
+    # numbers before a unit
+    (re.compile(r"\bel (?=\d)"), "l "),
+    (re.compile(r"\b(?:tee|tea) (?=\d)"), "t "),
+    (re.compile(r"\b(?:see|sea) (?=[1-7]\b(?! (?:mm|cm|degrees?|millimet|centimet)))"), "c "),
+    (re.compile(r"\bess (?=[1-5]\b)"), "s "),
+    (re.compile(r"\b(?:are|r) a o\b"), "rao"),
+    (re.compile(r"\b(?:el|l) a o\b"), "lao"),
+    (re.compile(r"\b(move|rotate|turn|pan|shift|nudge|go|orbit|swing|the|to the|towards the) write\b"), r"\1 right"),
+    (re.compile(r"\b(?:cordal|cordial|caudle|cordle)\b"), "caudal"),
+    (re.compile(r"\b(left|right|the) humorous\b"), r"\1 humerus"),
+    (re.compile(r"\b(?:to|too) (?=(?:" + "|".join(w for ws in UNIT_WORDS.values() for w in ws if w != "grade") + r")\b)"), "2 "),
+    (re.compile(r"\bfor (?=(?:mm|millimet(?:er|re)s|centimet(?:er|re)s|cm|degrees)\b)"), "4 "),
     # a vague amount is no amount ("shift right a few mil"): the default step
     (re.compile(r"\ba (?:few|couple of|couple) (?:more )?(?:mm|mil|mils|millimet(?:er|re)s|cm|centimet(?:er|re)s)\b"),
      "a bit"),
@@ -535,6 +550,7 @@ class CommandParser:
         tokens = normalize_command(written)
         if source == "text":
             tokens = self.typos.correct(tokens)
+        tokens = join_spelled_letters(tokens, self.typos.all_command_words)
         joined = said = _OPENING_RIGHT.sub("", " ".join(tokens))
         for pattern, replacement in REWRITES + (TEXT_REWRITES if source == "text" else ()):
             joined = pattern.sub(replacement, joined)
@@ -913,6 +929,10 @@ class CommandParser:
             return not_understood(joined, "a move needs a distance unit (mm or cm)" if not unit
                                   else f"a move takes mm or cm, not {unit}",
                                   candidates=(f"move {amount:g} mm", f"move {amount * 10:g} mm"))
+        if math.isnan(amount) and _UNIT_WORD.search(joined):
+            # "move down to centimetres": the number was lost (or misheard), not the whole amount
+            return not_understood(text, "the move names a unit without a number: say it again with the amount",
+                                  source=source)
         marked = rest
         for direction in K.MOVE_DIRECTIONS:  # "move to the left": "the" then a direction is fine
             marked = _DIRECTIONS[direction].sub(" direction ", marked)
@@ -979,7 +999,9 @@ class CommandParser:
                                   candidates=("view=oblique_left", "view=oblique_right"))
         if span is not None:
             other = self._find_structure(rest.split())
-            if other is not None and other.name != span.name:
+            # "the axis vertebra", "vertebra lumbar five": the generic word names the same thing
+            generic = other is not None and other.name == "vertebrae" and span.name.startswith("vertebrae_")
+            if other is not None and other.name != span.name and not generic:
                 return not_understood(text, f"two structures named ({span.name}, {other.name}): one at a time",
                                       candidates=(f"show(structure={span.name})", f"show(structure={other.name})"),
                                       source=source)
@@ -1016,6 +1038,10 @@ class CommandParser:
                      and m.group(1) not in _MACHINE_WORDS] + [m.group(1) for m in _LOOKED_AT.finditer(joined)]
             if named:
                 return self._not_a_structure(named[0], text, source)
+            if re.search(r"\b\d", rest):
+                # "lateral of see seven" (C7 misheard): a number the view did not take names something
+                return not_understood(text, "a view with a number I could not place: say the structure's name",
+                                      candidates=(f"show(view={view})",), source=source)
             if source == "speech" and verb is not None and confidence < 1.0:
                 # heard, a view name is short and easily made from talk ("take a look at the
                 # eyebrow" heard "... at the RAO"), and a request with a verb has no word left

@@ -40,7 +40,8 @@ class TypoCorrector:
     """Corrects tokens of a typed command towards `command_words`; see the module docstring."""
 
     def __init__(self, command_words: Iterable[str], english_words: Iterable[str]) -> None:
-        self.command_words = frozenset(w for w in command_words if _WORD.match(w))
+        self.all_command_words = frozenset(command_words)        # "ap" and "pa" too, for spelled letters
+        self.command_words = frozenset(w for w in self.all_command_words if _WORD.match(w))
         self.known = self.command_words | frozenset(english_words)
         self._by_length: dict[int, list[str]] = {}
         for word in self.command_words:
@@ -80,3 +81,29 @@ def english_words() -> frozenset[str]:
         return frozenset()
     return frozenset(line.split(" ", 1)[0] for line in path.read_text(encoding="utf-8", errors="replace").splitlines()
                      if line and not line.startswith(";") and "(" not in line.split(" ", 1)[0])
+
+
+def join_spelled_letters(tokens: Sequence[str], known: frozenset[str] | set[str]) -> list[str]:
+    """Runs of single letters that spell a known word become that word: a transcript's "i v c",
+    "l u l", "g i tract"; "a p a view" is the article and PA. A run that spells nothing known
+    ("i m") is left as it was."""
+    out: list[str] = []
+    index = 0
+    while index < len(tokens):
+        end = index
+        while end < len(tokens) and len(tokens[end]) == 1 and tokens[end].isalpha():
+            end += 1
+        run = list(tokens[index:end])
+        if len(run) >= 3 and run[0] in ("a", "i") and "".join(run[1:]) in known and "".join(run) not in known:
+            out += [run[0], "".join(run[1:])]
+            index = end
+            continue
+        for stop in range(end, index + 1, -1):          # the longest known spelling from here
+            if "".join(tokens[index:stop]) in known:
+                out.append("".join(tokens[index:stop]))
+                index = stop
+                break
+        else:
+            out.append(tokens[index])
+            index += 1
+    return out

@@ -654,3 +654,35 @@ def test_two_views_a_tool_asked_for_or_a_turn_in_inches_is_refused(grammar, text
     intent = grammar.parse(text)
     assert intent.kind == K.NOT_UNDERSTOOD and not intent.acts, intent.describe()
     assert error in intent.error
+
+
+@pytest.mark.parametrize("text, kind, slots", [
+    # session 19's fourth round (K: the vocabulary's breadth; L: a recogniser's transcripts)
+    ("show the axis vertebra", K.SHOW, {"structure": "vertebrae_C2"}),
+    ("show gluteus maximus on both sides", K.SHOW, {"structure": "gluteus_maximus_muscles"}),
+    ("show me the l u l", K.SHOW, {"structure": "lung_upper_lobe_left"}),
+    ("show me the i v c", K.SHOW, {"structure": "inferior_vena_cava"}),
+    ("show me the g i tract", K.SHOW, {"structure": "gastrointestinal_tract"}),
+    ("take a p a view", K.SHOW, {"view": "pa"}),              # the article, then P A
+    ("show me el four", K.SHOW, {"structure": "vertebrae_L4"}),
+    ("centre on tea eleven", K.SHOW, {"structure": "vertebrae_T11"}),
+    ("are a o thirty", K.SHOW, {"view": "oblique_right", "amount": 30.0, "unit": "deg"}),
+    ("move write ten millimetres", K.MOVE, {"direction": "right", "amount": 10.0, "unit": "mm"}),
+    ("tilt cordal fifteen degrees", K.TILT, {"direction": "caudal", "amount": 15.0, "unit": "deg"}),
+    ("move down to centimetres", K.MOVE, {"direction": "down", "amount": 20.0, "unit": "mm"}),
+])
+def test_forms_session_19s_fourth_round_missed(grammar, text, kind, slots):
+    intent = grammar.parse(text)
+    assert intent.kind == kind and intent.slots() == slots, intent.describe()
+
+
+@pytest.mark.parametrize("text, error", [
+    ("move down centimetres", "without a number"),             # the number lost: not the default step
+    ("lateral of seven please", "number I could not place"),   # a view does not drop a number
+    ("highlight the right femoral artery", "cannot find"),     # not among the structures
+    ("where is the hepatic vein", "cannot find"),
+])
+def test_a_lost_number_or_a_vessel_outside_the_vocabulary_is_refused(grammar, text, error):
+    intent = grammar.parse(text)
+    assert intent.kind == K.NOT_UNDERSTOOD and not intent.acts, intent.describe()
+    assert error in intent.error

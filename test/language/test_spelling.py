@@ -38,3 +38,12 @@ def test_the_english_dictionary_is_pocketsphinxs() -> None:
     words = english_words()
     assert len(words) > 100_000
     assert {"shut", "door", "show"} <= words and "shwo" not in words
+
+
+def test_spelled_letters_join_only_into_known_words():
+    from fluorosam_ros.language.spelling import join_spelled_letters
+    known = {"ivc", "lul", "ap", "pa", "gi"}
+    assert join_spelled_letters("show the i v c".split(), known) == ["show", "the", "ivc"]
+    assert join_spelled_letters("take a p a view".split(), known) == ["take", "a", "pa", "view"]
+    assert join_spelled_letters("give me an a p".split(), known) == ["give", "me", "an", "ap"]
+    assert join_spelled_letters("i m here".split(), known) == ["i", "m", "here"]
