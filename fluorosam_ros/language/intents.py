@@ -107,7 +107,9 @@ class Intent:
             near = f"; did you mean: {', '.join(self.candidates[:3])}" if self.candidates else ""
             return f"not understood ({self.error or 'no match'}){near}"
         slots = " ".join(f"{k}={v}" for k, v in self.slots().items())
-        return f"{self.kind}({slots}) confidence {self.confidence:.2f}"
+        # "centre on L2, then fluoro": the second request is said back, not done
+        later = f"; not done: {self.details['not_done']} (say it next)" if self.details.get("not_done") else ""
+        return f"{self.kind}({slots}) confidence {self.confidence:.2f}{later}"
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -641,6 +641,7 @@ def test_forms_session_19s_third_round_missed(grammar, text, kind, slots):
 def test_the_second_of_two_requests_is_said_back_as_not_done(grammar):
     intent = grammar.parse("centre on L2 then fluoro")
     assert intent.details["not_done"].startswith("acquire")
+    assert "not done: acquire" in intent.describe()     # the /command/heard echo says so
 
 
 @pytest.mark.parametrize("text, error", [
