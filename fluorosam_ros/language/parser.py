@@ -175,7 +175,8 @@ FILLER_PHRASES = SMALL_AMOUNT_PHRASES + ("please", "thank you", "thanks", "okay"
                   "all the way", "fully", "completely", "nevermind", "kindly",
                   "if you would", "if you could", "if you do not mind", "when you are ready", "when you can",
                   "i think", "possibly", "perhaps", "quick", "when you have a moment", "when you get a chance",
-                  "only", "gently", "reckon", "i reckon", "ja", "yeah", "you know", "like", "basically")
+                  "only", "gently", "reckon", "i reckon", "ja", "yeah", "you know", "like", "basically",
+                  "fine", "damn")
 # Surface forms that in a command almost always mean something else: "a bit", the rotation
 # "axis", "the arm" / "C-arm" (the machine). "left arm" still resolves.
 GENERIC_WORDS = ("bit", "axis", "arm")
@@ -211,6 +212,9 @@ _OTHER_STOP = re.compile(r"\b(?:bus|pit|door|depth|drill|train|next|last|first) 
 # "get me" stay this grammar's show verbs: "give me the K-wire", "get me over the retractor")
 _STAFF_ASK = re.compile(r"\b(?:hand|pass|bring|fetch|grab) (?:me|us)\b|\b(?:i|we) need\b"
                         r"|\bcan (?:i|we) (?:get|have)\b")
+# "if it looks good, take a shot", "once the screw is in, we'll need an AP": not yet asked for
+_CONDITIONAL = re.compile(r"^(?:if|once|after|before|as soon as|when) (?!you (?:could|would|can|are ready|have a moment|"
+                          r"get a chance|do not mind)\b)")
 # "shoot, then go back": two requests in order (not "ok then, show the femur")
 _THEN = re.compile(r"(?<=\w) (?:and )?then (?=\w)")
 # "rotate the patient onto their left side": asked of the staff
@@ -223,7 +227,7 @@ _TABLE_MOVED = re.compile(r"\b(?:move|raise|lower|elevate|drop|tilt|shift|slide|
                           r"|^(?:the )?(?:table|bed) (?:up|down|higher|lower|left|right|in|out|cranial|caudal|towards|to)\b")
 # "highlight the liver without moving anything"
 _WITHOUT_MOTION = re.compile(r"\bwithout (?:moving|move|motion|any motion|any movement)(?: anything| it| the (?:c )?arm)?\b"
-                             r"|\bno move\b")
+                             r"|\bno move\b|\bno need to move(?: anything| it| the (?:c )?arm)?\b")
 _NEGATION = _phrase_regex(NEGATIONS)
 _UNDO = _phrase_regex(UNDO_PHRASES)
 _ZOOM_IN = _phrase_regex(ZOOM_IN)
@@ -283,7 +287,7 @@ _SIDE = re.compile(r"\b(?:left|right)\b")
 _MACHINE_WORDS = frozenset(GENERIC_WORDS) | frozenset(
     ("c", "table", "bed", "patient", "beam", "field", "collimator", "collimation", "detector", "image",
      "screen", "view", "tube", "gantry", "machine", "scanner", "system", "position", "previous", "last",
-     "direction"))
+     "direction", "column"))
 # verbs that say their direction ("raise the C-arm 4 cm"; "lower" is a direction word already)
 _UPWARD_VERB = re.compile(r"\b(?:raise|elevate)\b")
 # "go ahead [and shoot]" gives leave; its "go" is not a move
@@ -414,6 +418,15 @@ REWRITES = (
     (re.compile(r"\bline (?:us|me|it) up on\b"), "centre on"),
     (re.compile(r"\bpull up\b"), "bring up"),
     (re.compile(r"\b(?:on|of|from) both sides\b"), " "),
+    # a cancelled request is no request ("never mind the lateral", "skip the inlet view")
+    (re.compile(r"\b(?:never mind|nevermind|skip|forget|scrap|forget about) (?=(?:the|that|this|a|an|about)\b)"), "not "),
+    # a verdict on the last image before the request ("the wire looks good, take the shot", "that
+    # AP looks good, now the lateral", "that was wrong, undo")
+    (re.compile(r"^(?:ok |okay |so |well |oh |damn )?(?:that|the|this|it)(?: \w+)? (?:looks?|is|was|seems?) "
+                r"(?:really |very |too )?(?:good|fine|great|ok|okay|perfect|blurry|off|wrong|worse|better|bad)\b(?= \w)"), " "),
+    (re.compile(r"\btake (?:it|that|one|the shot) again\b|\btake another one\b"), "take a shot"),
+    (re.compile(r"\binto the (?:middle|centre|center)\b"), " centre "),
+    (re.compile(r"^(?:ok |okay )?right (?=(?:go|move|rotate|turn|tilt|pan|shift|orbit)\b.*\b(?:left|right)\b)"), ""),
     # a transcript's spellings and homophones: vertebral levels said as letter names ("el four",
     # "tee nine", "see seven"), "are a o", "write" for right, "cordal" for caudal, "to"/"for" as
     # numbers before a unit
@@ -428,6 +441,30 @@ REWRITES = (
     (re.compile(r"\b(left|right|the) humorous\b"), r"\1 humerus"),
     (re.compile(r"\b(?:to|too) (?=(?:" + "|".join(w for ws in UNIT_WORDS.values() for w in ws if w != "grade") + r")\b)"), "2 "),
     (re.compile(r"\bfor (?=(?:mm|millimet(?:er|re)s|centimet(?:er|re)s|cm|degrees)\b)"), "4 "),
+    # views as radiographers name them (set N): "left lateral of the pelvis", "swimmer's lateral",
+    # "pelvic inlet", "oblique to the right", "rotate round to a true lateral", named views
+    (re.compile(r"\b(slide|shift|nudge|pan)(?: it)?(?: a bit| a little| slightly| a touch)? lateral(?:ly)?\b"),
+     r"\1 laterally"),                                        # lateral as a direction is no view
+    (re.compile(r"\b(?:left|right) lateral\b(?= (?:of|view|projection))"), "lateral"),
+    (re.compile(r"\b(?:horizontal beam|shoot through|swimmers|swimmer s) lateral\b"), "lateral"),
+    (re.compile(r"\bpelvic (inlet|outlet)\b"), r"\1 of the pelvis"),
+    (re.compile(r"\boblique (?:to|towards) (?:the )?(left|right)\b"), r"\1 oblique"),
+    (re.compile(r"\b(?:rotate|turn|swing|orbit|go|come) (?:round |around |over |back )?(?:in)?to (?:a |an |the )?"
+                r"(?=(?:\d+ degrees? )?(?:true |straight )?(?:lateral|ap|pa|lao|rao|inlet|outlet)\b)"), "show "),
+    (re.compile(r"\bap (?:with|and) (\d+(?:\.\d+)?) degrees? (?:of )?(cranial|caudal)(?: tilt| angulation)?\b"),
+     r"\2 \1 degrees"),
+    (re.compile(r"\bferguson(?: view| projection)?\b"), "cranial view"),
+    (re.compile(r"\btownes?(?: view| projection)?\b"), "caudal view"),
+    (re.compile(r"\bopen mouth(?: view| projection)?\b"), "ap view"),
+    (re.compile(r"^(?:another |)(\d+(?:\.\d+)?) (?:more )?degrees? (?:more )?(?:to the |towards the )?(left|right)$"),
+     r"rotate \2 \1 degrees"),
+    (re.compile(r"^another (\d+(?:\.\d+)?) degrees? (?:to the |towards the )?(left|right)$"), r"rotate \2 \1 degrees"),
+    (re.compile(r"^(?:another )?(\d+(?:\.\d+)?) (?:more )?degrees? (?:more )?(cranial|caudal)$"), r"tilt \2 \1 degrees"),
+    (re.compile(r"^(?:pull|back)(?: the (?:c )?arm| it)? out\b"), "move out"),
+    (re.compile(r"\bunmag\b"), "zoom out"),
+    (re.compile(r"\b(?:bring|close) (?:the )?(?:collimator )?(?:leaves|blades|shutters|jaws) in\b"), "collimate tighter"),
+    (re.compile(r"\b(?:open|bring) (?:the )?(?:collimator )?(?:leaves|blades|shutters|jaws) out\b"), "collimate wider"),
+    (re.compile(r"\ba (?:few|couple of|couple) (?:more )?degrees?\b"), "a bit"),
     # a vague amount is no amount ("shift right a few mil"): the default step
     (re.compile(r"\ba (?:few|couple of|couple) (?:more )?(?:mm|mil|mils|millimet(?:er|re)s|cm|centimet(?:er|re)s)\b"),
      "a bit"),
@@ -591,6 +628,9 @@ class CommandParser:
 
         if self._asks_to_stop(joined):
             return make(K.STOP)
+        if _CONDITIONAL.match(joined):
+            return not_understood(text, "a request for later (if, when, once ...): say it when it is wanted",
+                                  source=source)
         if _PATIENT_MOVED.search(joined):
             return not_understood(text, "the patient is moved by the staff; I move the C-arm", source=source)
         if _TABLE_MOVED.search(joined):
@@ -639,7 +679,8 @@ class CommandParser:
         if _MOVE.search(_GO_AHEAD.sub(" ", joined)) or self._bare_distance_move(joined) or self._bare_nudge(joined):
             return self._move(joined, text, source, make)
         if _ACQUIRE.search(joined):
-            if _IMAGE_TALK.search(joined):
+            # "is the beam on?" asks about the machine; it does not ask for an exposure
+            if _IMAGE_TALK.search(joined) or _QUESTION.search(joined):
                 return not_understood(text, "talk about the imaging, not a request for an exposure", source=source)
             rest = _ACQUIRE.sub(" ", joined)
             # "fire me" has lost its verb like "and me the retractor" ("can you hear me" so heard)
@@ -820,6 +861,9 @@ class CommandParser:
             direction, rest = "out", _ZOOM_OUT.sub(" ", joined)
         else:
             return not_understood(joined, "zoom needs a direction: in or out",
+                                  candidates=("zoom(direction=in)", "zoom(direction=out)"))
+        if re.search(r"\b(?:and|or) " + ("out" if direction == "in" else "in") + r"\b", rest):
+            return not_understood(joined, "zoom in and out: which one?",   # "zoom in and out"
                                   candidates=("zoom(direction=in)", "zoom(direction=out)"))
         return make(K.ZOOM, self._confidence(_ZOOM.sub(" ", rest)), direction=direction)
 

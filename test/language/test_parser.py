@@ -687,3 +687,43 @@ def test_a_lost_number_or_a_vessel_outside_the_vocabulary_is_refused(grammar, te
     intent = grammar.parse(text)
     assert intent.kind == K.NOT_UNDERSTOOD and not intent.acts, intent.describe()
     assert error in intent.error
+
+
+@pytest.mark.parametrize("text, kind, slots", [
+    # session 19's fifth round (M: safety traps around real requests; N: views and angles)
+    ("okay fine, take the shot", K.ACQUIRE, {}),
+    ("the wire looks good, take the shot", K.ACQUIRE, {}),
+    ("okay, that AP looks good, now the lateral", K.SHOW, {"view": "lateral"}),
+    ("right, go left ten millimetres", K.MOVE, {"direction": "left", "amount": 10.0, "unit": "mm"}),
+    ("just mark the liver, no need to move", K.WHERE, {"structure": "liver"}),
+    ("left lateral of the pelvis", K.SHOW, {"structure": "pelvis", "view": "lateral"}),
+    ("swimmer's lateral of C7", K.SHOW, {"structure": "vertebrae_C7", "view": "lateral"}),
+    ("oblique to the patient's left, twelve degrees", K.SHOW, {"view": "oblique_left", "amount": 12.0, "unit": "deg"}),
+    ("rotate into a 20 degree RAO", K.SHOW, {"view": "oblique_right", "amount": 20.0, "unit": "deg"}),
+    ("pelvic outlet at forty degrees", K.SHOW, {"structure": "pelvis", "view": "outlet", "amount": 40.0, "unit": "deg"}),
+    ("AP with twenty degrees of cranial", K.SHOW, {"view": "cranial", "amount": 20.0, "unit": "deg"}),
+    ("Ferguson view of the sacrum", K.SHOW, {"structure": "sacrum", "view": "cranial"}),
+    ("ten more degrees to the left", K.ROTATE, {"direction": "left", "amount": 10.0, "unit": "deg"}),
+    ("another five degrees caudal", K.TILT, {"direction": "caudal", "amount": 5.0, "unit": "deg"}),
+    ("rotate left a few degrees", K.ROTATE, {"direction": "left"}),
+    ("lower the column", K.MOVE, {"direction": "down"}),
+    ("back the C-arm out a bit", K.MOVE, {"direction": "out"}),
+    ("bring the leaves in", K.COLLIMATE, {"direction": "tighter"}),
+])
+def test_forms_session_19s_fifth_round_missed(grammar, text, kind, slots):
+    intent = grammar.parse(text)
+    assert intent.kind == kind and intent.slots() == slots, intent.describe()
+
+
+@pytest.mark.parametrize("text", [
+    "is the beam on?",                                  # fired the beam
+    "never mind the lateral", "skip the inlet view",    # turned to the view
+    "zoom in and out",                                  # zoomed in
+    "slide a bit lateral",                              # turned to a lateral view
+    "if it looks good, take a shot",                    # a request for later
+    "once the screw is in we need an AP",
+    "the previous position of the screw was better",    # talk, not an undo
+])
+def test_session_19s_traps_never_act(grammar, text):
+    intent = grammar.parse(text)
+    assert intent.kind == K.NOT_UNDERSTOOD and not intent.acts, intent.describe()
