@@ -42,13 +42,16 @@ class TypoCorrector:
     def __init__(self, command_words: Iterable[str], english_words: Iterable[str]) -> None:
         self.all_command_words = frozenset(command_words)        # "ap" and "pa" too, for spelled letters
         self.command_words = frozenset(w for w in self.all_command_words if _WORD.match(w))
-        self.known = self.command_words | frozenset(english_words)
+        english = frozenset(english_words)
+        # without a dictionary of real words ("shut" is not "shot") no word may be corrected
+        self.enabled = bool(english)
+        self.known = self.command_words | english
         self._by_length: dict[int, list[str]] = {}
         for word in self.command_words:
             self._by_length.setdefault(len(word), []).append(word)
 
     def correct_word(self, word: str) -> str:
-        if not _WORD.match(word) or word in self.known:
+        if not self.enabled or not _WORD.match(word) or word in self.known:
             return word
         limit = 2 if len(word) >= 8 else 1
         best: list[tuple[int, str]] = []

@@ -22,13 +22,13 @@ def test_slips_stops_early_past_its_limit() -> None:
 
 
 def test_one_slip_from_one_command_word_is_corrected() -> None:
-    corrector = TypoCorrector(COMMAND_WORDS, english_words=("shut", "door"))
+    corrector = TypoCorrector(COMMAND_WORDS, english_words=("shut", "door", "the"))
     assert corrector.correct("shwo the femr".split()) == ["show", "the", "femur"]
     assert corrector.correct(["rotaet", "otu", "colimate"]) == ["rotate", "out", "collimate"]
 
 
 def test_real_words_and_ties_are_left_alone() -> None:
-    corrector = TypoCorrector(COMMAND_WORDS, english_words=("shut", "door"))
+    corrector = TypoCorrector(COMMAND_WORDS, english_words=("shut", "door", "the"))
     assert corrector.correct(["shut", "the", "door"]) == ["shut", "the", "door"]   # "shut" is English
     assert corrector.correct(["lfet"]) == ["lfet"]           # one slip from both "left" and "let"
     assert corrector.correct(["xq", "12", "zzzzz"]) == ["xq", "12", "zzzzz"]
@@ -47,3 +47,8 @@ def test_spelled_letters_join_only_into_known_words():
     assert join_spelled_letters("take a p a view".split(), known) == ["take", "a", "pa", "view"]
     assert join_spelled_letters("give me an a p".split(), known) == ["give", "me", "an", "ap"]
     assert join_spelled_letters("i m here".split(), known) == ["i", "m", "here"]
+
+
+def test_without_an_english_dictionary_nothing_is_corrected():
+    corrector = TypoCorrector(COMMAND_WORDS, english_words=())
+    assert corrector.correct(["shwo", "shut"]) == ["shwo", "shut"]
