@@ -471,7 +471,7 @@ REWRITES = (
     (re.compile(r"^(?:(?:uh|um|er|so|and|ok|okay) )*bit (?=more|further)"), "a bit "),
 )
 _GERUND_STEMS = {"mov": "move", "rotat": "rotate", "pann": "pan", "angl": "angle", "centr": "centre",
-                 "center": "center", "nudg": "nudge", "collimat": "collimate"}
+                 "nudg": "nudge", "collimat": "collimate"}      # the others are their own stem
 # Typed shorthand ("rot L 12 deg", "show R femur AP"); a spoken "L" is a vertebral level
 TEXT_REWRITES = (
     (re.compile(r"\bmv\b"), "move"),
@@ -1027,17 +1027,18 @@ class CommandParser:
         else:
             rest = joined
         view, tilt, rest = self._view(rest) if view else ("", math.nan, rest)
+        is_tool = span is not None and self.vocabulary.entry(span.name).kind == "tool"
         # having a view is asking for it, and so is having anatomy ("let's have the carotids");
         # having a tool is asking the staff for it ("can I have the retractor")
-        have = _HAVE.search(rest) if view or (span is not None and self.vocabulary.entry(span.name).kind != "tool") \
-            else None
+        have = _HAVE.search(rest) if view or (span is not None and not is_tool) else None
         if have:
             rest = _HAVE.sub(" ", rest)
         verb = _SHOW.search(rest) or _MOVE.search(rest) or _ACQUIRE.search(rest) or have
         rest = _ACQUIRE.sub(" ", _MOVE.sub(" ", _SHOW.sub(" ", rest)))
-        if view and self._view(rest)[0] and self._view(rest)[0] != view:
-            return not_understood(text, f"two views named ({view}, {self._view(rest)[0]}): one at a time",
-                                  source=source, candidates=(f"show(view={view})", f"show(view={self._view(rest)[0]})"))
+        second_view = self._view(rest)[0] if view else ""
+        if second_view and second_view != view:
+            return not_understood(text, f"two views named ({view}, {second_view}): one at a time",
+                                  source=source, candidates=(f"show(view={view})", f"show(view={second_view})"))
         if _OBLIQUE_ALONE.search(rest):
             return not_understood(text, "which oblique: left or right?", source=source,
                                   candidates=("view=oblique_left", "view=oblique_right"))
@@ -1051,15 +1052,12 @@ class CommandParser:
                                       source=source)
         confidence = self._confidence(rest, self._unexplained_qualifier(tokens, span, rest)
                                       + 2 * self._ungoverned_pronouns(tokens))
-        is_tool = span is not None and self.vocabulary.entry(span.name).kind == "tool"
-        if is_tool and not view and _STAFF_ASK.search(joined):
-            return not_understood(text, f"asking for the {span.name.replace('_', ' ')} is asking the staff: say "
-                                  f"'show the {span.name.replace('_', ' ')}' to image it", source=source,
-                                  candidates=(f"show(structure={span.name})",))
-        if verb is None and is_tool and not view:
-            return not_understood(text, f"a tool named alone is asked of the staff: say 'show the "
-                                  f"{span.name.replace('_', ' ')}' to image it", source=source,
-                                  candidates=(f"show(structure={span.name})",))
+        if is_tool and not view and (verb is None or _STAFF_ASK.search(joined)):
+            # "the retractor please", "hand me the drill": a tool named alone or asked for
+            tool = span.name.replace("_", " ")
+            how = "named alone" if verb is None else "asked for"
+            return not_understood(text, f"a tool {how} is asked of the staff: say 'show the {tool}' to image it",
+                                  source=source, candidates=(f"show(structure={span.name})",))
         if verb is None:
             # "left femur" or "femur lateral" alone: a show, but a cautious one; with any other
             # word ("pass the scalpel") it is talk that names a structure, not a request
