@@ -78,6 +78,13 @@ class TrainConfig:
     # Then train the grounding refiner alone (the coarse map frozen) for this many steps: the map
     # at S/4 from the backbone's finer features, what text-only prompts answer with
     refiner_pretrain_steps: int = 0
+    # Then fine-tune the image encoder together with the text grounding and its refiner on the
+    # text-map loss alone for this many steps (images encoded, and augmented, every step): the
+    # text-only answer learns X-ray features instead of reading ImageNet ones. The embedding
+    # moves, so the decoder must be trained against it afterwards (a later run, encoder frozen).
+    grounding_encoder_steps: int = 0
+    grounding_encoder_lr: float = 1e-4   # the encoder's peak rate in that stage (heads: x grounding_lr_scale)
+    coarse_map_weight: float = 0.5       # the 16x16 map's own loss beside the refined map's
     # Mask prompts (models that take them): in a click round, the previous answer with this
     # probability; else the refined text map, or none with the second probability
     mask_prompt_previous_probability: float = 0.7
@@ -101,6 +108,14 @@ def learning_rate_factor(step: int, config: TrainConfig) -> float:
         return (step + 1) / config.warmup_steps
     decays = sum(step >= fraction * config.max_steps for fraction in config.milestones)
     return 0.1 ** decays
+
+
+def _warmup_cosine(step: int, warmup: int, total: int) -> float:
+    """Linear warm-up over `warmup` steps, then a cosine from 1 down to 0.1 at `total`."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return 0.1 + 0.45 * (1.0 + float(np.cos(np.pi * progress)))
 
 
 def distributed_context() -> tuple[int, int, torch.device]:
@@ -171,6 +186,7 @@ class Trainer:
         self.epoch = 0
         self.grounding_pretrained = False
         self.refiner_pretrained = False
+        self.grounding_encoder_tuned = False
         self._stop_requested = threading.Event()
         self.status_callback = status_callback
         self.out_dir = Path(config.out_dir)
@@ -360,6 +376,11 @@ class Trainer:
             metrics["refiner_loss"] = float(np.mean(losses[-20:]))
             self.refiner_pretrained = True
             self.save(self.out_dir / "checkpoint_last.pt")
+        if self.step == 0 and self.config.grounding_encoder_steps and not self.grounding_encoder_tuned:
+            losses = self.tune_grounding_with_encoder(samples, self.config.grounding_encoder_steps, progress)
+            metrics["grounding_encoder_loss"] = float(np.mean(losses[-20:]))
+            self.grounding_encoder_tuned = True
+            self.save(self.out_dir / "checkpoint_last.pt")
         bar = tqdm(total=self.config.max_steps, initial=self.step, disable=not progress or self.rank != 0,
                    desc="training", unit="step")
         started, first_step = time.perf_counter(), self.step
@@ -391,6 +412,68 @@ class Trainer:
         `steps` batches of twice the usual prompts per image. Returns the loss of every step."""
         return self._train_part("grounding_refiner", samples, steps, self._refiner_only_loss, "grounding refiner",
                                 progress)
+
+    def tune_grounding_with_encoder(self, samples: Iterator[dict], steps: int, progress: bool = True) -> list[float]:
+        """Train the image encoder, the text grounding and its refiner together on the text-map
+        loss (`_text_map_loss`) for `steps` batches; the prompt path and decoder are untouched.
+        The encoder peaks at `grounding_encoder_lr`, the heads at `lr * grounding_lr_scale`; a
+        short warm-up, then a cosine decay to a tenth. Returns the loss of every step."""
+        from tqdm import tqdm
+
+        module, config = self.module, self.config
+        if module.grounding_refiner is None:
+            raise ValueError(f"{config.model} has no grounding refiner: the stage trains the text-only map at S/4")
+        if config.freeze_image_encoder or config.embedding_cache_copies:
+            raise ValueError("tuning the encoder with the grounding needs the encoder trainable and images "
+                             "encoded every step (no freeze_image_encoder, no embedding cache)")
+        encoder = list(module.image_encoder.parameters())
+        heads = [*module.text_grounding.parameters(), *module.grounding_refiner.parameters()]
+        optimizer = torch.optim.AdamW([{"params": encoder, "lr": config.grounding_encoder_lr},
+                                       {"params": heads, "lr": config.lr * config.grounding_lr_scale}],
+                                      weight_decay=config.weight_decay)
+        warmup = max(1, min(100, steps // 10))
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _warmup_cosine(s, warmup, steps))
+        image_pe = module.prompt_encoder.get_dense_pe().detach()
+        for part in (module.image_encoder, module.text_grounding, module.grounding_refiner):
+            part.train()
+        losses = []
+        bar = tqdm(range(steps), desc="encoder + grounding", unit="step", disable=not progress or self.rank != 0)
+        for _ in bar:
+            items = self._batch(samples)
+            embeddings, skips, sizes = embed_items_with_skips(module, items, self.device)
+            total = torch.zeros((), device=self.device)
+            for index, item in enumerate(items):
+                total = total + self._text_map_loss(item, embeddings[index:index + 1],
+                                                    {s: maps[index:index + 1] for s, maps in skips.items()},
+                                                    sizes[index], image_pe)
+            loss = total / len(items)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_([*encoder, *heads], config.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            losses.append(float(loss.detach()))
+            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}", lr=f"{scheduler.get_last_lr()[0]:.1e}")
+        if self.world_size > 1:  # each rank trained on its own shard: rank 0's parts are the truth
+            for part in (module.image_encoder, module.text_grounding, module.grounding_refiner):
+                for tensor in (*part.parameters(), *part.buffers()):
+                    dist.broadcast(tensor.data, src=0)
+        log.info("encoder + grounding trained for %d steps: loss %.3f -> %.3f", steps,
+                 float(np.mean(losses[:20])), float(np.mean(losses[-20:])))
+        return losses
+
+    def _text_map_loss(self, item: dict, embedding: torch.Tensor, skips: dict[int, torch.Tensor],
+                       input_size, image_pe: torch.Tensor) -> torch.Tensor:
+        """The refined map's grounding loss plus `coarse_map_weight` times the coarse map's, for
+        one image's text prompts (gradients reach the encoder through both)."""
+        module = self.module
+        prompts, sentences = self._text_prompts(item)
+        if not prompts:
+            return torch.zeros((), device=self.device)
+        targets = self._low_res_targets(prompts, input_size)
+        coarse = module.text_grounding(embedding, image_pe, sentences)
+        refined = module.grounding_refiner(coarse, module.grounding_refiner.pixel_features(embedding, skips), sentences)
+        return grounding_loss(refined, targets) + self.config.coarse_map_weight * grounding_loss(coarse, targets)
 
     def _train_part(self, attribute: str, samples: Iterator[dict], steps: int,
                     loss_of: Callable[[dict, torch.Tensor], torch.Tensor], description: str,
@@ -494,6 +577,7 @@ class Trainer:
         save_checkpoint(self.module, path, self.config.model, {
             "step": self.step, "grounding_pretrained": self.grounding_pretrained,
             "refiner_pretrained": self.refiner_pretrained,
+            "grounding_encoder_tuned": self.grounding_encoder_tuned,
             "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
             "train_config": to_jsonable(asdict(self.config)),
             "rng": {"python": random.getstate(), "numpy": self.rng.bit_generator.state,
@@ -507,6 +591,7 @@ class Trainer:
         self.step = int(payload["step"])
         self.grounding_pretrained = bool(payload.get("grounding_pretrained", False))
         self.refiner_pretrained = bool(payload.get("refiner_pretrained", False))
+        self.grounding_encoder_tuned = bool(payload.get("grounding_encoder_tuned", False))
         rng = payload.get("rng", {})
         if "numpy" in rng:
             self.rng.bit_generator.state = rng["numpy"]
@@ -617,6 +702,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pretrain-refiner", type=int, default=defaults.refiner_pretrain_steps, metavar="STEPS",
                         help="then train the grounding refiner alone for STEPS steps (with --freeze-image-encoder; "
                              "the text-only answer at S/4)")
+    parser.add_argument("--tune-grounding-encoder", type=int, default=defaults.grounding_encoder_steps,
+                        metavar="STEPS",
+                        help="then train the image encoder with the text grounding and its refiner on the "
+                             "text-map loss for STEPS steps (encoder trainable; the decoder needs a later run)")
+    parser.add_argument("--grounding-encoder-lr", type=float, default=defaults.grounding_encoder_lr,
+                        help="the encoder's peak learning rate in --tune-grounding-encoder")
     parser.add_argument("--reseed-until", type=float, default=defaults.reseed_until, metavar="FRACTION",
                         help="re-seed dead VQ codes during this fraction of the steps only")
     parser.add_argument("--no-resume", action="store_true")
@@ -631,7 +722,8 @@ def main(argv: list[str] | None = None) -> int:
                      grounding_pretrain_steps=args.pretrain_grounding, text_grounding=args.text_grounding,
                      augment=args.augment, freeze_grounding=args.freeze_grounding,
                      refiner_pretrain_steps=args.pretrain_refiner, grounding_refiner=args.grounding_refiner,
-                     mask_input=args.mask_prompts)
+                     mask_input=args.mask_prompts, grounding_encoder_steps=args.tune_grounding_encoder,
+                     grounding_encoder_lr=args.grounding_encoder_lr)
     prompt_changes = {name: value for name, value in (
         ("negative_prompt_probability", args.negative_probability),
         ("canonical_text_probability", args.canonical_text_probability)) if value is not None}

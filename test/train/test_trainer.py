@@ -14,7 +14,7 @@ from ddp_worker import ddp_step_worker
 
 from ddp_worker import HashingSentenceEncoder, config_for, tiny_model
 from fluorosam_ros.model.build import build_model
-from fluorosam_ros.train.trainer import TrainConfig, Trainer, learning_rate_factor
+from fluorosam_ros.train.trainer import TrainConfig, Trainer, _warmup_cosine, learning_rate_factor
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -169,6 +169,45 @@ def test_training_the_grounding_refiner_lowers_its_loss_and_touches_nothing_else
     uncached = Trainer(config_for(data_dir, tmp_path / "uncached", max_steps=0, freeze_image_encoder=True),
                        model=refiner_model())
     assert np.isfinite(uncached.pretrain_refiner(uncached._samples(), 2, progress=False)).all()
+
+
+def test_tuning_the_encoder_with_the_grounding_lowers_the_map_loss_and_leaves_the_decoder(data_dir, tmp_path,
+                                                                                          record_figure):
+    config = config_for(data_dir, tmp_path, max_steps=0, lr=1e-3, grounding_encoder_lr=1e-3)
+    trainer = Trainer(config, model=refiner_model())
+    before = {name: p.detach().clone() for name, p in trainer.module.named_parameters()}
+    losses = trainer.tune_grounding_with_encoder(trainer._samples(), 60, progress=False)
+    first, last = np.mean(losses[:10]), np.mean(losses[-10:])
+    record_figure(f"encoder + text grounding + refiner (64^2, 60 steps): map loss {first:.3f} -> {last:.3f}")
+    assert last < first
+    changed = {name for name, p in trainer.module.named_parameters() if not torch.equal(p, before[name])}
+    assert {name.split(".")[0] for name in changed} == {"image_encoder", "text_grounding", "grounding_refiner"}
+    # through fit(): kept in a checkpoint even with no decoder steps, and not repeated on resume
+    staged = replace(config, out_dir=str(tmp_path / "fit"), grounding_encoder_steps=2)
+    metrics = Trainer(staged, model=refiner_model()).fit(progress=False)
+    assert metrics["step"] == 0 and np.isfinite(metrics["grounding_encoder_loss"])
+    resumed = Trainer(replace(staged, max_steps=1), model=refiner_model())
+    assert resumed.grounding_encoder_tuned
+    calls = []
+    resumed.tune_grounding_with_encoder = lambda *a, **k: calls.append(1)
+    resumed.fit(progress=False)
+    assert not calls and resumed.step == 1
+
+
+def test_tuning_the_encoder_with_the_grounding_is_refused_where_it_cannot_train(data_dir, tmp_path):
+    with pytest.raises(ValueError, match="encoder trainable"):
+        Trainer(config_for(data_dir, tmp_path / "a", max_steps=0, freeze_image_encoder=True),
+                model=refiner_model()).tune_grounding_with_encoder(iter([]), 1)
+    with pytest.raises(ValueError, match="no grounding refiner"):
+        Trainer(config_for(data_dir, tmp_path / "b", max_steps=0), model=tiny_model()).tune_grounding_with_encoder(
+            iter([]), 1)
+
+
+def test_the_encoder_stage_warms_up_then_decays_by_a_cosine_to_a_tenth():
+    factors = [_warmup_cosine(step, 10, 100) for step in range(101)]
+    assert factors[0] == pytest.approx(0.1) and factors[9] == pytest.approx(1.0)
+    assert factors[10] == pytest.approx(1.0) and factors[100] == pytest.approx(0.1)
+    assert all(a >= b for a, b in zip(factors[10:], factors[11:]))
 
 
 def test_click_rounds_get_the_previous_best_answer_as_their_mask_prompt(data_dir, tmp_path):
