@@ -205,6 +205,7 @@ _OTHER_STOP = re.compile(r"\b(?:bus|pit|door|depth|drill|train|next|last|first) 
                          r"|\bnon stop\b"
                          r"|\bstop (?:the )?(?:heparin|infusion|drip|anticoagulation|antibiotics?|aspirin|warfarin|"
                          r"medication|medicine|clopidogrel)\b"
+                         r"|\bstop (?:talking|chatting|the music|the radio)\b"
                          r"|\bstop (?:the )?bleeding\b|\bstop for (?:a )?(?:coffee|lunch|tea|break|the day)\b"
                          r"|\b(?:cannot|could not|can not|would not|will not|never) stop (?=\w+ing\b)"
                          r"|^(?:did|does|has|will) (?:the|your|his|her|their|that) \w+(?: \w+)? stop$")
@@ -230,6 +231,9 @@ _WITHOUT_MOTION = re.compile(r"\bwithout (?:moving|move|motion|any motion|any mo
                              r"|\bno move\b|\bno need to move(?: anything| it| the (?:c )?arm)?\b")
 _NEGATION = _phrase_regex(NEGATIONS)
 _UNDO = _phrase_regex(UNDO_PHRASES)
+# "undo the tourniquet", "undo his gown": what is undone is not the C-arm's last move
+_UNDO_SOMETHING_ELSE = re.compile(r"\bundo (?:the|a|his|her|their|your|my) (?!(?:last|previous|latest|move|motion|step|"
+                                  r"change|rotation|tilt|zoom|collimation|shift|turn|position|view)\b)\w+")
 _ZOOM_IN = _phrase_regex(ZOOM_IN)
 _ZOOM_OUT = _phrase_regex(ZOOM_OUT)
 _ZOOM = re.compile(r"\bzoom\b")
@@ -425,6 +429,15 @@ REWRITES = (
     (re.compile(r"^(?:ok |okay |so |well |oh |damn )?(?:that|the|this|it)(?: \w+)? (?:looks?|is|was|seems?) "
                 r"(?:really |very |too )?(?:good|fine|great|ok|okay|perfect|blurry|off|wrong|worse|better|bad)\b(?= \w)"), " "),
     (re.compile(r"\btake (?:it|that|one|the shot) again\b|\btake another one\b"), "take a shot"),
+    # politeness, not a condition or a negation ("lateral of the pelvis if you don't mind")
+    (re.compile(r"\bif you (?:do not|would not) mind\b|\bin your own time\b"), " "),
+    # "go on then, take a shot": go ahead; "fire away": shoot
+    (re.compile(r"^(?:go on|come on)(?: then)?(?= (?:take|shoot|fire|screen|expose|acquire)\b)"
+                r"|^(?:go on|come on) then\b(?= \w)"), " "),
+    (re.compile(r"\bfire away\b"), "take a shot"),
+    (re.compile(r"\b(?:the )?(?:last|previous) command\b"), "last move"),
+    (re.compile(r"\bgo back (?:one|1|a) step\b"), "go back"),
+    (re.compile(r"\btake that back\b"), "undo"),
     (re.compile(r"\binto the (?:middle|centre|center)\b"), " centre "),
     (re.compile(r"^(?:ok |okay )?right (?=(?:go|move|rotate|turn|tilt|pan|shift|orbit)\b.*\b(?:left|right)\b)"), ""),
     # a transcript's spellings and homophones: vertebral levels said as letter names ("el four",
@@ -483,10 +496,11 @@ TEXT_REWRITES = (
     (re.compile(r"^acq$"), "acquire"),
     (re.compile(r"\bcran\b"), "cranial"),
     (re.compile(r"\bcaud\b"), "caudal"),
+    (re.compile(r"\bimg\b"), "image"),
 )
 _MM_PER = {"cm": 10.0, "inch": 25.4}
 # the words TEXT_REWRITES expand, which the typing-slip corrector must leave for them
-TYPED_SHORTHAND = ("rot", "mv", "acq", "cran", "caud")
+TYPED_SHORTHAND = ("rot", "mv", "acq", "cran", "caud", "img")
 # Typed signs the tokenizer drops ("zoom+", "zoom -"), and key=value input ("show structure=liver")
 RAW_TEXT_REWRITES = (
     (re.compile(r"\b(?:structure|target|view|direction|dir|amount|angle|unit)\s*=\s*"), " "),
@@ -640,10 +654,17 @@ class CommandParser:
         if _NEGATION.search(joined):
             return not_understood(text, "negated request refused (say what to do, or 'stop')",
                                   source=source)
+        if _UNDO_SOMETHING_ELSE.search(joined):
+            return not_understood(text, "'undo' of something that is not my last move (say 'undo' or 'go back')",
+                                  source=source)
         # Explained words are removed from `rest`; what remains costs confidence.
         if _UNDO.search(joined) and not self._returns_to_target(joined, tokens):
             return make(K.UNDO, self._confidence(_UNDO.sub(" ", joined)))
         if _ZOOM.search(joined) or _ZOOM_IN.search(joined) or _ZOOM_OUT.search(joined):
+            unknown = self.vocabulary.not_segmented_term(joined)
+            if unknown and self._find_structure(tokens) is None:   # "zoom in on the uterus"
+                return not_understood(text, f"'{unknown}' is anatomy I cannot find in an image (not among the "
+                                      "structures I know)", candidates=self._nearest_names(unknown), source=source)
             return self._zoom(joined, make)
         if _COLLIMATE.search(joined) or _OPEN_FIELD.search(joined):
             return self._collimate(joined, tokens, text, source, make)

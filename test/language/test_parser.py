@@ -715,6 +715,35 @@ def test_forms_session_19s_fifth_round_missed(grammar, text, kind, slots):
     assert intent.kind == kind and intent.slots() == slots, intent.describe()
 
 
+@pytest.mark.parametrize("text, kind, slots", [
+    ("lateral of the pelvis if you don't mind", K.SHOW, {"structure": "pelvis", "view": "lateral"}),
+    ("collimate to the right kidney if you don't mind", K.COLLIMATE, {"structure": "kidney_right"}),
+    ("rotate right by forty five if you don't mind", K.ROTATE, {"direction": "right", "amount": 45.0, "unit": "deg"}),
+    ("right humerus, AP, in your own time", K.SHOW, {"structure": "humerus_right", "view": "ap"}),
+    ("go on then, fire away", K.ACQUIRE, {}),                   # moved the C-arm out
+    ("go on then, take a shot", K.ACQUIRE, {}),
+    ("go on the screw, please", K.SHOW, {"structure": "screw"}),  # "go on" stays a verb here
+    ("img acquire now", K.ACQUIRE, {}),                         # showed the intramedullary nail
+    ("Undo the last command.", K.UNDO, {}),
+    ("go back one step", K.UNDO, {}),
+    ("take that back, undo it", K.UNDO, {}),
+    ("undo the last move", K.UNDO, {}),
+])
+def test_forms_session_20s_held_out_sets_missed(grammar, text, kind, slots):
+    intent = grammar.parse(text)
+    assert intent.kind == kind and intent.slots() == slots, intent.describe()
+
+
+@pytest.mark.parametrize("text", [
+    "undo the tourniquet", "undo his gown",         # undid the last move
+    "zoom in on the uterus",                        # zoomed in on anatomy it cannot find
+    "stop talking please, I'm counting", "please stop the music",
+    "if it's clear, take a shot",                   # "if" that is not politeness stays a condition
+])
+def test_session_20s_negatives_act_on_nothing(grammar, text):
+    assert grammar.parse(text).kind == K.NOT_UNDERSTOOD
+
+
 @pytest.mark.parametrize("text", [
     "is the beam on?",                                  # fired the beam
     "never mind the lateral", "skip the inlet view",    # turned to the view
