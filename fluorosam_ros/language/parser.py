@@ -663,8 +663,7 @@ class CommandParser:
         if _ZOOM.search(joined) or _ZOOM_IN.search(joined) or _ZOOM_OUT.search(joined):
             unknown = self.vocabulary.not_segmented_term(joined)
             if unknown and self._find_structure(tokens) is None:   # "zoom in on the uterus"
-                return not_understood(text, f"'{unknown}' is anatomy I cannot find in an image (not among the "
-                                      "structures I know)", candidates=self._nearest_names(unknown), source=source)
+                return self._not_segmented(unknown, text, source)
             return self._zoom(joined, make)
         if _COLLIMATE.search(joined) or _OPEN_FIELD.search(joined):
             return self._collimate(joined, tokens, text, source, make)
@@ -684,8 +683,7 @@ class CommandParser:
             return self._numbered_refusal(ordinal, " ".join(tokens[span.start:span.end]), text, source)
         unknown = self.vocabulary.not_segmented_term(joined) if span is None else ""
         if unknown and not (question and _LANDMARK.search(joined)):
-            return not_understood(text, f"'{unknown}' is anatomy I cannot find in an image (not among the "
-                                  "structures I know)", candidates=self._nearest_names(unknown), source=source)
+            return self._not_segmented(unknown, text, source)
         if _TILT.search(joined) and not span:
             return self._turn(K.TILT, _TILT, joined, make)
         # "rotate LAO 20" turns by 20 deg; "LAO 45" alone names a position, the 45 deg left oblique view
@@ -710,6 +708,11 @@ class CommandParser:
         if _SHOW.search(joined):
             return self._fallback(joined, text, source, "a request without a structure I know")
         return self._fallback(joined, text, source, "no command recognised")
+
+    def _not_segmented(self, unknown: str, text: str, source: str) -> Intent:
+        """The refusal of anatomy the vocabulary names as not segmented ("the uterus")."""
+        return not_understood(text, f"'{unknown}' is anatomy I cannot find in an image (not among the "
+                              "structures I know)", candidates=self._nearest_names(unknown), source=source)
 
     def _first_of_two(self, joined: str, text: str, source: str) -> Intent | None:
         """"centre on L2, then fluoro": two requests in order; the first is done (the second is

@@ -80,8 +80,9 @@ class TrainConfig:
     refiner_pretrain_steps: int = 0
     # Then fine-tune the image encoder together with the text grounding and its refiner on the
     # text-map loss alone for this many steps (images encoded, and augmented, every step): the
-    # text-only answer learns X-ray features instead of reading ImageNet ones. The embedding
-    # moves, so the decoder must be trained against it afterwards (a later run, encoder frozen).
+    # text-only answer learns X-ray features instead of reading ImageNet ones. The decoder then
+    # reads a moved embedding; training it against it (a later run, encoder frozen) is optional,
+    # and on our one-patient data it cost the clicks more than it gave (weights/MODEL_CARD.md, run 9).
     grounding_encoder_steps: int = 0
     grounding_encoder_lr: float = 1e-4   # the encoder's peak rate in that stage (heads: x grounding_lr_scale)
     coarse_map_weight: float = 0.5       # the 16x16 map's own loss beside the refined map's
@@ -705,7 +706,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tune-grounding-encoder", type=int, default=defaults.grounding_encoder_steps,
                         metavar="STEPS",
                         help="then train the image encoder with the text grounding and its refiner on the "
-                             "text-map loss for STEPS steps (encoder trainable; the decoder needs a later run)")
+                             "text-map loss for STEPS steps (encoder trainable; the decoder is left as it is)")
     parser.add_argument("--grounding-encoder-lr", type=float, default=defaults.grounding_encoder_lr,
                         help="the encoder's peak learning rate in --tune-grounding-encoder")
     parser.add_argument("--reseed-until", type=float, default=defaults.reseed_until, metavar="FRACTION",
