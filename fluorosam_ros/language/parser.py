@@ -491,8 +491,11 @@ TEXT_REWRITES = (
     (re.compile(r"\brot\b"), "rotate"),
     (re.compile(r"\b(rotate|move|tilt|pan|shift|turn|orbit) l\b"), r"\1 left"),
     (re.compile(r"\b(rotate|move|tilt|pan|shift|turn|orbit) r\b"), r"\1 right"),
-    (re.compile(r"\bl\b(?= (?!\d|spine\b)[a-z])"), "left"),       # not "L-spine"
-    (re.compile(r"\br\b(?= (?!\d)[a-z])"), "right"),
+    # not "L-spine", and not a texted "are" ("where r the kidneys", "r u ready")
+    (re.compile(r"\bl\b(?= (?!\d|spine\b)[a-z])"), "left"),
+    (re.compile(r"(?<!\bwhere )(?<!\bhow )(?<!\bwhat )\br\b(?= (?!\d|the\b|u\b|you\b|we\b|they\b|there\b)[a-z])"),
+     "right"),
+    (re.compile(r"\b(where|how|what) r\b"), r"\1 are"),
     (re.compile(r"^acq$"), "acquire"),
     (re.compile(r"\bcran\b"), "cranial"),
     (re.compile(r"\bcaud\b"), "caudal"),

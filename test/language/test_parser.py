@@ -728,6 +728,8 @@ def test_forms_session_19s_fifth_round_missed(grammar, text, kind, slots):
     ("go back one step", K.UNDO, {}),
     ("take that back, undo it", K.UNDO, {}),
     ("undo the last move", K.UNDO, {}),
+    ("where r the kidneys", K.WHERE, {"structure": "kidneys"}),     # read "r" as right: the right kidney
+    ("show r femur AP", K.SHOW, {"structure": "femur_right", "view": "ap"}),
 ])
 def test_forms_session_20s_held_out_sets_missed(grammar, text, kind, slots):
     intent = grammar.parse(text)
