@@ -419,49 +419,27 @@ class Trainer:
         loss (`_text_map_loss`) for `steps` batches; the prompt path and decoder are untouched.
         The encoder peaks at `grounding_encoder_lr`, the heads at `lr * grounding_lr_scale`; a
         short warm-up, then a cosine decay to a tenth. Returns the loss of every step."""
-        from tqdm import tqdm
-
         module, config = self.module, self.config
         if module.grounding_refiner is None:
             raise ValueError(f"{config.model} has no grounding refiner: the stage trains the text-only map at S/4")
         if config.freeze_image_encoder or config.embedding_cache_copies:
             raise ValueError("tuning the encoder with the grounding needs the encoder trainable and images "
                              "encoded every step (no freeze_image_encoder, no embedding cache)")
-        encoder = list(module.image_encoder.parameters())
-        heads = [*module.text_grounding.parameters(), *module.grounding_refiner.parameters()]
-        optimizer = torch.optim.AdamW([{"params": encoder, "lr": config.grounding_encoder_lr},
-                                       {"params": heads, "lr": config.lr * config.grounding_lr_scale}],
-                                      weight_decay=config.weight_decay)
-        warmup = max(1, min(100, steps // 10))
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _warmup_cosine(s, warmup, steps))
         image_pe = module.prompt_encoder.get_dense_pe().detach()
-        for part in (module.image_encoder, module.text_grounding, module.grounding_refiner):
-            part.train()
-        losses = []
-        bar = tqdm(range(steps), desc="encoder + grounding", unit="step", disable=not progress or self.rank != 0)
-        for _ in bar:
-            items = self._batch(samples)
+
+        def batch_loss(items: list[dict]) -> torch.Tensor:
             embeddings, skips, sizes = embed_items_with_skips(module, items, self.device)
-            total = torch.zeros((), device=self.device)
-            for index, item in enumerate(items):
-                total = total + self._text_map_loss(item, embeddings[index:index + 1],
-                                                    {s: maps[index:index + 1] for s, maps in skips.items()},
-                                                    sizes[index], image_pe)
-            loss = total / len(items)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_([*encoder, *heads], config.grad_clip)
-            optimizer.step()
-            scheduler.step()
-            losses.append(float(loss.detach()))
-            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}", lr=f"{scheduler.get_last_lr()[0]:.1e}")
-        if self.world_size > 1:  # each rank trained on its own shard: rank 0's parts are the truth
-            for part in (module.image_encoder, module.text_grounding, module.grounding_refiner):
-                for tensor in (*part.parameters(), *part.buffers()):
-                    dist.broadcast(tensor.data, src=0)
-        log.info("encoder + grounding trained for %d steps: loss %.3f -> %.3f", steps,
-                 float(np.mean(losses[:20])), float(np.mean(losses[-20:])))
-        return losses
+            return sum((self._text_map_loss(item, embeddings[i:i + 1], {s: maps[i:i + 1] for s, maps in skips.items()},
+                                            sizes[i], image_pe) for i, item in enumerate(items)),
+                       torch.zeros((), device=self.device)) / len(items)
+
+        parts = (module.image_encoder, module.text_grounding, module.grounding_refiner)
+        groups = [{"params": list(module.image_encoder.parameters()), "lr": config.grounding_encoder_lr},
+                  {"params": [*module.text_grounding.parameters(), *module.grounding_refiner.parameters()],
+                   "lr": config.lr * config.grounding_lr_scale}]
+        warmup = max(1, min(100, steps // 10))
+        return self._optimise(parts, groups, samples, steps, batch_loss, "encoder + grounding", progress,
+                              schedule=lambda step: _warmup_cosine(step, warmup, steps), clip=config.grad_clip)
 
     def _text_map_loss(self, item: dict, embedding: torch.Tensor, skips: dict[int, torch.Tensor],
                        input_size, image_pe: torch.Tensor) -> torch.Tensor:
@@ -481,8 +459,6 @@ class Trainer:
                     progress: bool) -> list[float]:
         """AdamW on the model's part `attribute` alone (at the grounding's faster rate) against
         `loss_of(item, image_pe)`."""
-        from tqdm import tqdm
-
         part = getattr(self.module, attribute)
         if part is None:
             raise ValueError(f"{self.config.model} has no {description} to train")
@@ -490,23 +466,43 @@ class Trainer:
         if not self.config.freeze_image_encoder:
             raise ValueError(f"training the {description} alone needs freeze_image_encoder: it learns the "
                              "encoder's features as they are")
-        optimizer = torch.optim.AdamW(part.parameters(), lr=self.config.lr * self.config.grounding_lr_scale,
-                                      weight_decay=self.config.weight_decay)
-        part.train()
+
+        def batch_loss(items: list[dict]) -> torch.Tensor:
+            return sum((loss_of(item, image_pe) for item in items), torch.zeros((), device=self.device)) / len(items)
+
+        groups = [{"params": list(part.parameters()), "lr": self.config.lr * self.config.grounding_lr_scale}]
+        return self._optimise((part,), groups, samples, steps, batch_loss, description, progress)
+
+    def _optimise(self, parts: tuple[torch.nn.Module, ...], groups: list[dict], samples: Iterator[dict], steps: int,
+                  batch_loss: Callable[[list[dict]], torch.Tensor], description: str, progress: bool,
+                  schedule: Callable[[int], float] | None = None, clip: float | None = None) -> list[float]:
+        """AdamW on `groups` (the parameters of `parts`) for `steps` batches of `batch_loss`, with an
+        optional learning-rate `schedule` (a factor per step) and gradient clip; under DDP rank 0's
+        parts are copied to every rank at the end. Returns the loss of every step."""
+        from tqdm import tqdm
+
+        optimizer = torch.optim.AdamW(groups, weight_decay=self.config.weight_decay)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule) if schedule else None
+        for part in parts:
+            part.train()
         losses = []
-        for _ in tqdm(range(steps), desc=description, unit="step", disable=not progress or self.rank != 0):
-            total = torch.zeros((), device=self.device)
-            for item in self._batch(samples):
-                total = total + loss_of(item, image_pe)
-            loss = total / self.config.images_per_step
+        bar = tqdm(range(steps), desc=description, unit="step", disable=not progress or self.rank != 0)
+        for _ in bar:
+            loss = batch_loss(self._batch(samples))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            if clip is not None:
+                torch.nn.utils.clip_grad_norm_([p for group in groups for p in group["params"]], clip)
             optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
             losses.append(float(loss.detach()))
-        if self.world_size > 1:  # each rank trained on its own shard: rank 0's part is the truth
-            for parameter in part.parameters():
-                dist.broadcast(parameter.data, src=0)
-        log.info("%s trained alone for %d steps: loss %.3f -> %.3f", description, steps,
+            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}", lr=f"{optimizer.param_groups[0]['lr']:.1e}")
+        if self.world_size > 1:  # each rank trained on its own shard: rank 0's parts are the truth
+            for part in parts:
+                for tensor in (*part.parameters(), *part.buffers()):
+                    dist.broadcast(tensor.data, src=0)
+        log.info("%s trained for %d steps: loss %.3f -> %.3f", description, steps,
                  float(np.mean(losses[:20])), float(np.mean(losses[-20:])))
         return losses
 
