@@ -285,15 +285,21 @@ def _segment(args: list[str]) -> int:
 
 
 def _export_weights(args: list[str]) -> int:
-    from fluorosam_ros.model.build import export_weights
+    from fluorosam_ros.model.build import combine_grounding_encoder, export_weights
 
     parser = argparse.ArgumentParser(prog="fluorosam export-weights",
                                      description="Strip a training checkpoint to shippable weights (float16).")
     parser.add_argument("checkpoint", type=Path)
     parser.add_argument("out", type=Path)
     parser.add_argument("--float32", action="store_true")
+    parser.add_argument("--grounding-from", type=Path, default=None,
+                        help="weights whose image encoder was trained for text (--tune-grounding-encoder): their "
+                             "encoder, text grounding and refiner become a separate grounding encoder, the "
+                             "decoder keeping this checkpoint's encoder")
     parsed = parser.parse_args(args)
     out = export_weights(parsed.checkpoint, parsed.out, half=not parsed.float32)
+    if parsed.grounding_from is not None:
+        out = combine_grounding_encoder(out, parsed.grounding_from, out)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
     return 0
 

@@ -96,6 +96,10 @@ class Outcome:
     word_errors: int = 0
     reference_words: int = 0
     gap: float = math.nan            # speech: acoustic fit of the decoded path, nat per frame
+    # speech: the reading the action gate held back for a read-back matches (a "yes" makes it right)
+    held_right: bool = False
+    offered: bool = False            # speech: a held-back reading was offered for a read-back
+    heard_as_reply: str = ""         # speech: confirmation.spoken_reply of the recognition
 
 
 @dataclass
@@ -118,6 +122,11 @@ class Summary:
     gaps_negative: list[float] = field(default_factory=list)
     by_tag: dict[str, float] = field(default_factory=dict)
     failures: list[dict[str, Any]] = field(default_factory=list)
+    # speech, read-back (confirmation.py): right at once or after one "yes" to the offer; offers
+    # made on negatives (a "no" drops them) and negatives heard as a reply (never confirm anything)
+    accuracy_readback: float = math.nan
+    offers_on_negatives: int = 0
+    negatives_heard_as_reply: int = 0
 
 
 def summarize(name: str, outcomes: list[Outcome]) -> Summary:
@@ -144,7 +153,11 @@ def summarize(name: str, outcomes: list[Outcome]) -> Summary:
         by_tag={t: sum(o.correct for o in outcomes if t in o.tags) / max(1, sum(t in o.tags for o in outcomes))
                 for t in tags},
         failures=[{"text": o.text, "voice": o.voice, "heard": o.heard, "expect": o.expect, "got": o.got}
-                  for o in outcomes if not o.correct])
+                  for o in outcomes if not o.correct],
+        accuracy_readback=(sum(o.correct or o.held_right for o in outcomes) / max(len(outcomes), 1))
+        if any(o.voice != "text" for o in outcomes) else math.nan,
+        offers_on_negatives=sum(o.offered for o in negatives),
+        negatives_heard_as_reply=sum(bool(o.heard_as_reply) for o in negatives))
 
 
 def _outcome(command: Command, intent: Intent, latency_ms: float, voice: str = "text", heard: str = "",
@@ -176,6 +189,7 @@ def evaluate_speech(parser, recognizer, commands: Sequence[Command], voices: Seq
     import numpy as np
 
     from .audio import RoomNoise, Voice, mix_at_snr, pad, synthesize
+    from .confirmation import HELD_BACK, spoken_reply
 
     parser.warm_up()
     noise = RoomNoise(seed=seed, use_babble=babble) if snr_db is not None else None
@@ -197,6 +211,10 @@ def evaluate_speech(parser, recognizer, commands: Sequence[Command], voices: Seq
             hypothesis = normalize_command(recognition.raw_text if recognition.accepted else "")
             outcome = _outcome(command, intent, latency, voice.label, recognition.raw_text, reference, hypothesis)
             outcome.gap = recognition.gap
+            held = intent.details.get(HELD_BACK)
+            outcome.offered = held is not None
+            outcome.held_right = held is not None and matches(held, command.expect)
+            outcome.heard_as_reply = spoken_reply(recognition)
             outcomes.append(outcome)
             if progress and index % 25 == 0:
                 log.info("%s: %d/%d", voice.label, index, len(spoken))
@@ -371,7 +389,41 @@ def format_table(summaries: Sequence[Summary], snr_db: float | None = None) -> s
                      f"{s.latency_p50_ms:.0f} / {s.latency_p95_ms:.0f} / {s.latency_max_ms:.0f} |")
     if snr_db is not None:
         lines.append(f"\nspeech: espeak-ng voices, room noise (pink + mains hum + 4-talker babble) at {snr_db:g} dB SNR")
+    for s in summaries:
+        if not math.isnan(s.accuracy_readback):
+            lines.append(f"read-back, {s.name}: {100 * s.accuracy_readback:.1f}% right at once or after one 'yes' "
+                         f"to the reading the gate held back; offers on negatives {s.offers_on_negatives} / "
+                         f"{s.negatives} (dropped by 'no' or the next utterance), negatives heard as a reply "
+                         f"{s.negatives_heard_as_reply}")
     return "\n".join(lines)
+
+
+# spoken answers to a read-back, and what they must be heard as
+REPLY_CHECKS = (("yes", "confirm"), ("yes please", "confirm"), ("correct", "confirm"), ("confirm", "confirm"),
+                ("that's right", "confirm"), ("go ahead", "confirm"), ("no", "cancel"), ("nope", "cancel"),
+                ("wrong", "cancel"), ("no thanks", "cancel"))
+
+
+def evaluate_replies(recognizer, voices: Sequence[tuple[str, int]] = DEFAULT_VOICES, snr_db: float | None = 10.0,
+                     seed: int = 11) -> dict[str, Any]:
+    """How the recogniser hears the answers to a read-back (REPLY_CHECKS) in each voice, with
+    room noise of another seed than the command set's: heard as meant, not heard as a reply
+    (the offer stays unanswered: nothing happens), or heard as the OTHER reply."""
+    from .audio import RoomNoise, Voice, mix_at_snr, pad, synthesize
+    from .confirmation import spoken_reply
+
+    noise = RoomNoise(seed=seed) if snr_db is not None else None
+    right = missed = opposite = 0
+    for (name, speed), (text, meant) in itertools.product(voices, REPLY_CHECKS):
+        audio = pad(synthesize(text, Voice(name, speed)))
+        if noise is not None:
+            audio = mix_at_snr(audio, noise.segment(len(audio)), snr_db)
+        heard = spoken_reply(recognizer.recognize(audio))
+        right += heard == meant
+        missed += not heard
+        opposite += bool(heard) and heard != meant
+    return {"utterances": len(voices) * len(REPLY_CHECKS), "right": right, "not_heard_as_a_reply": missed,
+            "heard_as_the_other_reply": opposite}
 
 
 def save(summaries: Sequence[Summary], path: Path, extra: dict[str, Any] | None = None) -> Path:
@@ -476,8 +528,13 @@ def main(argv: list[str] | None = None) -> int:
             summaries += evaluate_speech(command_parser, recognizer, subset, voices, snr, progress=True,
                                          babble=not args.no_babble)
             extra.update(speech_utterances=len(subset), recognizer_load_s=recognizer.load_s,
-                         speech_config=asdict(config), voices=voices, snr_db=snr)
+                         speech_config=asdict(config), voices=voices, snr_db=snr,
+                         replies=evaluate_replies(recognizer, voices, snr))
     print(format_table(summaries, snr if not args.no_speech else None))
+    if "replies" in extra:
+        replies = extra["replies"]
+        print(f"read-back replies ('yes', 'no', ...): {replies['right']} / {replies['utterances']} heard as meant, "
+              f"{replies['heard_as_the_other_reply']} as the other reply")
     print(f"\n{extra['commands']} utterances over {extra['structures']} structures; JSON: {save(summaries, args.out, extra)}")
     for summary in summaries[-1:]:
         if summary.gaps_positive or summary.gaps_negative:

@@ -24,6 +24,7 @@ UNIT_WORDS = {
     "cm": ("cm", "centimeter", "centimeters", "centimetre", "centimetres", "centi", "centis"),
     "deg": ("degree", "degrees", "deg", "degs", "grade", "grades"),      # "grade": Italian/Spanish speakers
     "inch": ("inch", "inches"),                                          # converted to mm by the parser
+    "m": ("metre", "metres", "meter", "meters"),    # converted too: "2 metres" is 2000 mm, for the limits to refuse
 }
 _ANY_UNIT = frozenset(word for words in UNIT_WORDS.values() for word in words)
 NUMBER_WORDS = {k for k, v in UNITS_WORDS.items() if v is not None} | set(TENS_WORDS) | {"hundred"}

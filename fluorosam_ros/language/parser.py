@@ -31,7 +31,10 @@ from .corrections import apply_corrections
 from .intents import Intent, not_understood
 from .spelling import TypoCorrector, english_words, join_spelled_letters
 from .numbers import NUMBER_WORDS, UNIT_WORDS, normalize_command
-from .vocabulary import ORDINALS, Vocabulary, default_vocabulary, normalize
+from .clauses import changes_meaning, may_stand_alone, split_clauses
+from .levels import UNANCHORED as UNANCHORED_LEVEL
+from .levels import RelativeLevels
+from .vocabulary import ORDINALS, Vocabulary, default_vocabulary, normalize, ordinal_number
 
 log = logging.getLogger(__name__)
 
@@ -443,14 +446,14 @@ REWRITES = (
     # a transcript's spellings and homophones: vertebral levels said as letter names ("el four",
     # "tee nine", "see seven"), "are a o", "write" for right, "cordal" for caudal, "to"/"for" as
     # numbers before a unit
-    (re.compile(r"\bel (?=\d)"), "l "),
+    (re.compile(r"\b(?:el|ell) (?=\d)"), "l "),
     (re.compile(r"\b(?:tee|tea) (?=\d)"), "t "),
     (re.compile(r"\b(?:see|sea) (?=[1-7]\b(?! (?:mm|cm|degrees?|millimet|centimet)))"), "c "),
     (re.compile(r"\bess (?=[1-5]\b)"), "s "),
     (re.compile(r"\b(?:are|r) a o\b"), "rao"),
     (re.compile(r"\b(?:el|l) a o\b"), "lao"),
     (re.compile(r"\b(move|rotate|turn|pan|shift|nudge|go|orbit|swing|the|to the|towards the) write\b"), r"\1 right"),
-    (re.compile(r"\b(?:cordal|cordial|caudle|cordle)\b"), "caudal"),
+    (re.compile(r"\b(?:cordal|cordial|caudle|cordle|causal)\b"), "caudal"),
     (re.compile(r"\b(left|right|the) humorous\b"), r"\1 humerus"),
     (re.compile(r"\b(?:to|too) (?=(?:" + "|".join(w for ws in UNIT_WORDS.values() for w in ws if w != "grade") + r")\b)"), "2 "),
     (re.compile(r"\bfor (?=(?:mm|millimet(?:er|re)s|centimet(?:er|re)s|cm|degrees)\b)"), "4 "),
@@ -483,6 +486,7 @@ REWRITES = (
      "a bit"),
     (re.compile(r"^(?:(?:uh|um|er|so|and|ok|okay) )*bit (?=more|further)"), "a bit "),
 )
+_LEVEL_NOUNS = frozenset(("rib", "ribs", "vertebra", "vertebrae"))
 _GERUND_STEMS = {"mov": "move", "rotat": "rotate", "pann": "pan", "angl": "angle", "centr": "centre",
                  "nudg": "nudge", "collimat": "collimate"}      # the others are their own stem
 # Typed shorthand ("rot L 12 deg", "show R femur AP"); a spoken "L" is a vertebral level
@@ -500,8 +504,23 @@ TEXT_REWRITES = (
     (re.compile(r"\bcran\b"), "cranial"),
     (re.compile(r"\bcaud\b"), "caudal"),
     (re.compile(r"\bimg\b"), "image"),
+    # a touchscreen's autocorrect turns anatomy into real words, which the typing-slip corrector
+    # leaves alone: only where the real word makes no sense in a C-arm request
+    (re.compile(r"\b(left|right|the) demur\b"), r"\1 femur"),
+    (re.compile(r"\bthe prostrate\b"), "the prostate"),
+    (re.compile(r"\bthe brian\b"), "the brain"),
+    (re.compile(r"\b(left|right|the) hart\b"), r"\1 heart"),
+    (re.compile(r"\bclavical\b"), "clavicle"),
+    (re.compile(r"\b(left|right|the) scapular\b(?! (?:spine|region|body|notch|fracture))"), r"\1 scapula"),
+    (re.compile(r"^shoe me\b"), "show me"),
+    (re.compile(r"\btile (?=(?:\d+(?:\.\d+)? degrees? )?(?:cranial|caudal|cephalad|caudad)\b)"), "tilt "),
+    (re.compile(r"\b(a|an|the|true) literal\b(?= (?:of|view|projection)\b)"), r"\1 lateral"),
+    (re.compile(r"\bzoom inn\b"), "zoom in"),
+    # a dictation program's spoken punctuation ("move right comma 10 millimetres period"); not
+    # "full stop", which stops, and not "colon", which is anatomy
+    (re.compile(r"\b(?:comma|period|question mark|exclamation (?:mark|point)|new (?:line|paragraph))\b"), " "),
 )
-_MM_PER = {"cm": 10.0, "inch": 25.4}
+_MM_PER = {"cm": 10.0, "inch": 25.4, "m": 1000.0}
 # the words TEXT_REWRITES expand, which the typing-slip corrector must leave for them
 TYPED_SHORTHAND = ("rot", "mv", "acq", "cran", "caud", "img")
 # Typed signs the tokenizer drops ("zoom+", "zoom -"), and key=value input ("show structure=liver")
@@ -511,6 +530,9 @@ RAW_TEXT_REWRITES = (
     (re.compile(r"(?:(?<=\s)|^)(\d{1,2})/([1-9]\d?)(?=\s|$)"), lambda m: f"{int(m.group(1)) / int(m.group(2)):g}"),
     (re.compile(r"\bzoom\s*\+"), "zoom in"),
     (re.compile(r"\bzoom\s*-(?![\w])"), "zoom out"),
+    # "the drill's in, fluoro please": a clause that reports a tool placed is no target
+    (re.compile(r"^\s*the [\w' -]+?(?: is|'s|\u2019s| are) (?:in|out|through|placed|done)\s*[,;:.]\s*(?=\S)",
+                re.IGNORECASE), ""),
 )
 # "Right, can I get an inlet view": a British opener, not a side or a direction
 _OPENING_RIGHT = re.compile(r"^(?:ok |okay |alright )?right (?=(?:so|then|now|ok|okay|can|could|let|lets|i|we)\b)")
@@ -559,6 +581,7 @@ class CommandParser:
         self._bank = None  # lazily built embedding banks
         self._surface = sorted(self.vocabulary.index())
         self._typos: TypoCorrector | None = None
+        self.levels = RelativeLevels(self.vocabulary)
 
     # -- public ----------------------------------------------------------------------------
 
@@ -608,6 +631,7 @@ class CommandParser:
         joined = said = _OPENING_RIGHT.sub("", " ".join(tokens))
         for pattern, replacement in REWRITES + (TEXT_REWRITES if source == "text" else ()):
             joined = pattern.sub(replacement, joined)
+        joined = self.levels.rewrite(joined, self._find_structure)
         tokens = joined.split()
         # a stop is never rewritten away: rewrites drop reasons and clauses ("..., I can't see, stop")
         stop = self._asks_to_stop(said) or self._asks_to_stop(joined)
@@ -619,6 +643,8 @@ class CommandParser:
         intent = Intent(K.STOP, confidence=1.0, source_text=text, source=source) if stop \
             else self._first_of_two(joined, text, source) or self._parse(joined, tokens, text, source)
         intent = self._gate(intent)
+        if not intent.understood and source == "text" and not stop:
+            intent = self._request_among_clauses(text, source) or intent
         intent.details["parse_ms"] = (time.perf_counter() - started) * 1e3
         log.debug("%r -> %s", text, intent.describe())
         return intent
@@ -657,6 +683,9 @@ class CommandParser:
         if _NEGATION.search(joined):
             return not_understood(text, "negated request refused (say what to do, or 'stop')",
                                   source=source)
+        if UNANCHORED_LEVEL.search(joined):
+            return not_understood(text, "a level up or down from which? name it ('one level up from L4', or 'L3')",
+                                  source=source)
         if _UNDO_SOMETHING_ELSE.search(joined):
             return not_understood(text, "'undo' of something that is not my last move (say 'undo' or 'go back')",
                                   source=source)
@@ -681,7 +710,7 @@ class CommandParser:
         if self._two_levels(tokens, span):
             return not_understood(text, "two levels named (as 'L4-5'): say the one vertebra to centre", source=source,
                                   candidates=(span.name,))
-        ordinal = self._stray_ordinal(tokens, span)
+        ordinal = self._stray_ordinal(tokens, span) or self._stray_level_number(tokens, span)
         if ordinal:
             return self._numbered_refusal(ordinal, " ".join(tokens[span.start:span.end]), text, source)
         unknown = self.vocabulary.not_segmented_term(joined) if span is None else ""
@@ -727,6 +756,22 @@ class CommandParser:
         if not (first.understood and second.understood):
             return None
         return replace(first, details={**first.details, "not_done": second.describe()})
+
+    def _request_among_clauses(self, text: str, source: str) -> Intent | None:
+        """The one clause of typed `text` that is a request, when every other clause is talk
+        that cannot change its meaning (clauses.py); None otherwise."""
+        clauses = split_clauses(text)
+        if len(clauses) < 2:
+            return None
+        readings = [self.parse(clause, source) for clause in clauses]     # a clause has no boundary left
+        requests = [index for index, reading in enumerate(readings) if reading.understood]
+        if len(requests) == 1 and readings[requests[0]].confidence < 1.0:
+            return None
+        if len(requests) != 1 or not may_stand_alone(clauses, requests[0]) or \
+                any(changes_meaning(clause) for index, clause in enumerate(clauses) if index != requests[0]):
+            return None
+        chosen = readings[requests[0]]
+        return replace(chosen, source_text=text, details={**chosen.details, "clause": clauses[requests[0]]})
 
     @staticmethod
     def _asks_to_stop(joined: str) -> bool:
@@ -973,6 +1018,16 @@ class CommandParser:
         return tokens[before] if before >= 0 and _ORDINAL.match(tokens[before]) else ""
 
     @staticmethod
+    def _stray_level_number(tokens: list[str], span: _Span | None) -> str:
+        """'rib 7' without a side: the number after a rib or vertebra noun its name did not take
+        (as an ordinal), else "". Read as all the ribs, it moved to the wrong target."""
+        if span is None or span.end >= len(tokens) or tokens[span.end - 1] not in _LEVEL_NOUNS or \
+                not tokens[span.end].isdigit():
+            return ""
+        after = tokens[span.end + 1:span.end + 2]
+        return "" if after and _UNIT_WORD.fullmatch(after[0]) else ordinal_number(int(tokens[span.end]))
+
+    @staticmethod
     def _ends_before_amount(joined: str) -> bool:
         return bool(_DANGLING_AMOUNT.search(" ".join(_FILLER_AFTER_PRONOUN.sub(" ", joined).split())))
 
@@ -1041,6 +1096,7 @@ class CommandParser:
         # bank may know better than the generic "bone" it found
         fallback = self._fallback(joined, text, source, "a question about a structure I could not name",
                                   question=True)
+        fallback = self._not_another_level(fallback, span, text, source)
         # ... but a structure the grammar named outright is not traded for a vaguer description
         # ("could you show me where the bladder is" read as the prostate)
         if (fallback.understood and fallback.confidence > confidence) or confidence < self.config.threshold:
@@ -1120,6 +1176,7 @@ class CommandParser:
             return make(K.SHOW, confidence, **slots)
         if confidence < self.config.motion_threshold:
             fallback = self._fallback(joined, text, source, "unexplained words", question=False)
+            fallback = self._not_another_level(fallback, span, text, source)
             if fallback.understood and fallback.confidence > confidence:
                 return fallback
         return make(K.SHOW, confidence, structure=span.name, **slots)
@@ -1242,6 +1299,16 @@ class CommandParser:
         """The bilateral group `label` is one side of (femur_right -> femurs), or None."""
         return next((name for name in self.vocabulary.names("group") if self.vocabulary.entry(name).bilateral
                      and label in self.vocabulary.entry(name).members), None)
+
+    def _not_another_level(self, fallback: Intent, span: _Span | None, text: str, source: str) -> Intent:
+        """The fallback's reading, unless it trades a numbered level the text names outright for
+        another: sentence embeddings hardly tell "12th" from "11th" ("to count levels, highlight
+        the 12th rib on the left" was read as the 11th)."""
+        if span is None or not fallback.structure or fallback.structure == span.name or \
+                self.vocabulary.entry(span.name).numbering is None:
+            return fallback
+        return not_understood(text, f"words I could not place around {span.name.replace('_', ' ')}: say it alone",
+                              candidates=(f"structure={span.name}",), source=source)
 
     def _fallback(self, joined: str, text: str, source: str, reason: str, question: bool = False) -> Intent:
         content = joined

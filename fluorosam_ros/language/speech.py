@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 
 from . import parser as P
+from .confirmation import CANCEL_PHRASES, CONFIRM_PHRASES
 from .numbers import TENS_WORDS, UNITS_WORDS
 from .pronounce import pronounce
 from .vocabulary import CARDINALS, Vocabulary, default_vocabulary, normalize
@@ -270,7 +271,11 @@ def build_grammar(vocabulary: Vocabulary | None = None, config: SpeechConfig | N
 LM_SOURCES = {"display", "base", "synonym", "lay", "abbreviation", "numbered", "plural", "member_noun"}
 LM_VARIANTS = {"plain", "prefix", "suffix", "on_the", "on_side"}
 LM_WRITTEN_NUMBERED = {"numbered:ordnum", "numbered:ordnum_short", "numbered:ordnum_side",
-                       "numbered:region_digit"}   # "3rd lumbar"; "lumbar 3" = "lumbar three"
+                       "numbered:region_digit",   # "3rd lumbar"; "lumbar 3" = "lumbar three"
+                       # the older dorsal names ("D12", "tenth dorsal vertebra"): read when typed; the
+                       # acoustic model has not heard them
+                       "numbered:abbr_d", "numbered:dorsal_ordinal", "numbered:dorsal_ordnum",
+                       "numbered:dorsal_word", "numbered:dorsal_digit"}
 # Where an entry's probability goes among its forms (the rest share weight 1 each).
 LM_FORM_WEIGHTS = {"display": 3.0, "base": 2.0, "lay": 2.0, "abbreviation": 2.0, "plural": 1.5}
 
@@ -336,7 +341,7 @@ def corpus_rules(vocabulary: Vocabulary | None = None) -> dict[str, str]:
                     "/1.2/ [<polite>] <tilt> [<trail>] | /1/ [<polite>] <zoom> [<trail>] | "
                     "/1.5/ [<polite>] <collimate> [<trail>] | /1.5/ [<polite>] <acquire> [<trail>] | "
                     "/1/ [<polite>] <undo> [<trail>] | /3/ <stop> | /1/ [<polite>] <view_only> [<trail>] | "
-                    "/0.4/ <negated>",
+                    "/0.4/ <negated> | /0.8/ <reply>",
         "polite": "please | can you | could you | would you | will you | okay | ok | alright | now | so | and | "
                   "let us | let's | i would like to | i'd like to | i want to | i need to | can we | could we | "
                   "just | hey | can i | could i | um | uh",
@@ -411,6 +416,8 @@ def corpus_rules(vocabulary: Vocabulary | None = None) -> dict[str, str]:
                 _spoken_list(P.STOP_PHRASES).replace(" | ", " | /0.3/ "),
         "view_only": "[give me | i want | i need | let's get | switch to | go to] [a | an] <view_name> "
                      "[view | projection]",
+        # the answers to a read-back (confirmation.py): said alone, right after an offer
+        "reply": _spoken_list(CONFIRM_PHRASES + CANCEL_PHRASES),
         "negated": "(do not | don't | never | no | not) (<move> | <rotate> | <tilt> | <zoom> | <acquire> | <show> | "
                    "<collimate>)",
     }
@@ -865,9 +872,9 @@ def parse_recognition(recognition: Recognition, parser: "P.CommandParser", motio
 
     Two tiers: any accepted text may give stop, where or not_understood; an intent that moves
     the C-arm or fires must also pass the action gate, else the user is asked to repeat it (the
-    reading is kept as the candidate). With a learned `gate` (action_gate.py, the CTC engine's
-    default) its probability that the reading is right must reach its threshold. Without one,
-    three hand checks:
+    reading is kept as the candidate, and in details['held_back'] for a read-back:
+    confirmation.py). With a learned `gate` (action_gate.py, the CTC engine's default) its
+    probability that the reading is right must reach its threshold. Without one, three hand checks:
     - `motion_gap`: a stricter acoustic fit;
     - `config.motion_confidence`: the parser's confidence in the heard words (no unexplained
       word: misrecognitions usually leave some);
@@ -875,6 +882,7 @@ def parse_recognition(recognition: Recognition, parser: "P.CommandParser", motio
       reads as the SAME intent and slots (a command said clearly keeps its meaning across its
       alternatives, which differ in fillers; misheard talk changes meaning from one to the next);
       not needed when the fit reaches `config.clear_gap`."""
+    from .confirmation import HELD_BACK
     from .intents import not_understood
 
     config = config or SpeechConfig(motion_agreement=0.0, motion_confidence=0.0)
@@ -894,8 +902,11 @@ def parse_recognition(recognition: Recognition, parser: "P.CommandParser", motio
             _hand_gate_problem(recognition, intent, agreement, motion_gap, config)
         problem = problem or teen_ty_doubt(recognition.text, alternatives)
         if problem:
+            held_back = intent
             intent = not_understood(recognition.text, f"heard {recognition.text!r} but not clearly enough to act "
                                     f"({problem}); please repeat", candidates=(intent.describe(),), source="speech")
+            # kept for a read-back: a "yes" may carry it out (confirmation.ReadBack)
+            intent.details[HELD_BACK] = held_back
     intent.details.update(asr_gap=recognition.gap, asr_ms=recognition.decode_ms, asr_agreement=agreement)
     return intent
 

@@ -3,7 +3,8 @@
 A word is corrected only when it is not English (pocketsphinx's 134,000-word dictionary) and
 not a command or anatomy word, and exactly one command or anatomy word is one slip away: a
 letter added, dropped, changed, or two neighbours swapped (two slips for words of 8+ letters
-that keep their first letter). Real words are never touched, so "shut the door" does not
+that keep their first letter), or two command words typed without the space between them
+("showme"). Real words are never touched, so "shut the door" does not
 become "shot the door". Speech needs none of this: the recogniser only writes words it knows.
 """
 
@@ -68,8 +69,21 @@ class TypoCorrector:
         closest = [c for d, c in best if d == best[0][0]]
         return closest[0] if len(closest) == 1 else word
 
+    def split_glued(self, word: str) -> list[str]:
+        """A word typed without its space ("showme", "whereis", "moveleft") as the two command
+        words it is made of, when exactly one split makes two; else [word]."""
+        if not self.enabled or len(word) < 5 or not _WORD.match(word) or word in self.known:
+            return [word]
+        splits = [[word[:i], word[i:]] for i in range(2, len(word) - 1)
+                  if word[:i] in self.all_command_words and word[i:] in self.all_command_words]
+        return splits[0] if len(splits) == 1 else [word]
+
     def correct(self, tokens: Sequence[str]) -> list[str]:
-        return [self.correct_word(t) for t in tokens]
+        corrected: list[str] = []
+        for token in tokens:
+            glued = self.split_glued(token)
+            corrected += glued if len(glued) == 2 else [self.correct_word(token)]
+        return corrected
 
 
 @lru_cache(maxsize=1)

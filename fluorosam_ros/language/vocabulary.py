@@ -61,8 +61,10 @@ VERTEBRA_PATTERNS = {
     "region_digit": "{r} {n}",
     "region_vertebra_digit": "{r} vertebra {n}",
 }
-# "Th12" is common in European reports; only the thoracic region has a two-letter form.
-THORACIC_EXTRA = {"abbr_th": "Th{n}"}
+# "Th12" is common in European reports; only the thoracic region has a two-letter form. "D12" and
+# "the tenth dorsal vertebra" are the older (dorsal) names still used in India and much of Europe.
+THORACIC_EXTRA = {"abbr_th": "Th{n}", "abbr_d": "D{n}", "dorsal_ordinal": "{o} dorsal vertebra",
+                  "dorsal_ordnum": "{on} dorsal vertebra", "dorsal_word": "dorsal {w}", "dorsal_digit": "dorsal {n}"}
 ABBREVIATION_PATTERNS = frozenset({"abbr", "abbr_th"})
 RIB_PATTERNS = {
     "ordinal": "{s} {o} rib",
@@ -89,7 +91,7 @@ LATERAL_PATTERNS = {
     "on_side": "{t} on the {s} side",
 }
 _ARTICLE = re.compile(r"^(the|a|an) ")
-_LEVEL_SPACE = re.compile(r"\b(c|t|th|l|s)\s+(\d{1,2})\b")
+_LEVEL_SPACE = re.compile(r"\b(c|t|th|d|l|s)\s+(\d{1,2})\b")
 _SIDE_WORDS = re.compile(r"\b(?:(?:on|of) (?:the )?)?(left|right)(?: hand)?(?: sided?)?\b")
 
 

@@ -18,8 +18,10 @@ from pathlib import Path
 from typing import Callable
 
 import torch
+from torch import nn
 
-from .fluorosam import CONTEXT_PREFIXES, GROUNDING_PREFIXES, MASK_INPUT_PREFIXES, REFINER_PREFIXES, FluoroSAM
+from .fluorosam import (CONTEXT_PREFIXES, GROUNDING_ENCODER_PREFIXES, GROUNDING_PREFIXES, MASK_INPUT_PREFIXES,
+                        REFINER_PREFIXES, FluoroSAM)
 from .grounding_refiner import GroundingRefiner
 from .image_encoder import EfficientNetLiteImageEncoder, SwinImageEncoder
 from .mask_decoder import MaskDecoderConfig
@@ -54,6 +56,7 @@ class FluoroSAMConfig:
     grounding_context: bool = False  # the grounding's 3x3 context branch (with text_grounding)
     grounding_refiner: bool = False  # the grounding map at S/4 from the backbone's finer maps (grounding_refiner.py)
     mask_input: bool = False         # SAM's mask prompt: a previous answer (or the refined map) into the decoder
+    grounding_encoder: bool = False  # a second image encoder for the text grounding (FluoroSAM; built from weights)
 
 
 CONFIGS = {
@@ -71,13 +74,16 @@ CONFIGS = {
 }
 
 
-def _build(config: FluoroSAMConfig, sentence_encoder: SentenceEncoder | None, pretrained_backbone: bool) -> FluoroSAM:
+def _image_encoder(config: FluoroSAMConfig, pretrained_backbone: bool) -> nn.Module:
     if config.image_encoder == "efficientnet_lite0":
-        image_encoder = EfficientNetLiteImageEncoder(config.embed_dim, pretrained=pretrained_backbone)
-    elif config.image_encoder == "swin_l":
-        image_encoder = SwinImageEncoder(config.embed_dim)
-    else:
-        raise ValueError(f"unknown image encoder {config.image_encoder!r}")
+        return EfficientNetLiteImageEncoder(config.embed_dim, pretrained=pretrained_backbone)
+    if config.image_encoder == "swin_l":
+        return SwinImageEncoder(config.embed_dim)
+    raise ValueError(f"unknown image encoder {config.image_encoder!r}")
+
+
+def _build(config: FluoroSAMConfig, sentence_encoder: SentenceEncoder | None, pretrained_backbone: bool) -> FluoroSAM:
+    image_encoder = _image_encoder(config, pretrained_backbone)
     grid = config.image_size // 16
     text = TextPromptEncoder(sentence_encoder, embed_dim=config.embed_dim, input_dim=config.text_input_dim,
                              hidden_dim=config.text_hidden_dim, num_codes=config.num_codes,
@@ -89,7 +95,9 @@ def _build(config: FluoroSAMConfig, sentence_encoder: SentenceEncoder | None, pr
                  if config.text_grounding else None)
     refiner = (GroundingRefiner(config.embed_dim, config.text_input_dim)
                if config.grounding_refiner and grounding is not None else None)
-    return FluoroSAM(image_encoder, text, prompt, decoder, Preprocessor(config.image_size), grounding, refiner)
+    grounding_encoder = _image_encoder(config, pretrained_backbone) if config.grounding_encoder else None
+    return FluoroSAM(image_encoder, text, prompt, decoder, Preprocessor(config.image_size), grounding, refiner,
+                     grounding_encoder)
 
 
 def build_model(name: str, checkpoint: str | Path | None = None, sentence_encoder: SentenceEncoder | None = None,
@@ -127,7 +135,8 @@ def parts_in_weights(state: dict) -> dict[str, bool]:
     keys = [str(key) for key in state]
     return {part: any(key.startswith(prefixes) for key in keys)
             for part, prefixes in (("text_grounding", GROUNDING_PREFIXES), ("grounding_context", CONTEXT_PREFIXES),
-                                   ("grounding_refiner", REFINER_PREFIXES), ("mask_input", MASK_INPUT_PREFIXES))}
+                                   ("grounding_refiner", REFINER_PREFIXES), ("mask_input", MASK_INPUT_PREFIXES),
+                                   ("grounding_encoder", GROUNDING_ENCODER_PREFIXES))}
 
 
 def weights_digest(state: dict[str, torch.Tensor]) -> str:
@@ -260,6 +269,40 @@ def export_weights(checkpoint: str | Path, out: str | Path, half: bool = True) -
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     torch.save(kept, out)
+    return out
+
+
+def combine_grounding_encoder(decoder_weights: str | Path, grounding_weights: str | Path, out: str | Path) -> Path:
+    """Weights with a grounding encoder (FluoroSAM's `grounding_encoder`): everything from
+    `decoder_weights`, except the text grounding and its refiner, which come from
+    `grounding_weights` together with that file's image encoder, kept as the grounding encoder.
+    For weights whose encoder was trained for text after the decoder was (the trainer's
+    tune_grounding_with_encoder): the decoder gets back the encoder it was trained with."""
+    decoder = read_checkpoint(decoder_weights)
+    grounding = read_checkpoint(grounding_weights)
+    if decoder["config"].get("name") != grounding["config"].get("name"):
+        raise CheckpointError(f"{decoder_weights} and {grounding_weights} are of different models")
+    for path, payload in ((decoder_weights, decoder), (grounding_weights, grounding)):
+        parts = parts_in_weights(payload["model"])
+        if parts["grounding_encoder"] or not parts["text_grounding"]:
+            raise CheckpointError(f"{path}: expected one image encoder and a text grounding")
+    moved = tuple(prefix for prefix in GROUNDING_PREFIXES + REFINER_PREFIXES if not prefix.startswith("prompt_encoder"))
+    half = decoder.get("stored_dtype") == "float16"
+
+    def stored(value: torch.Tensor) -> torch.Tensor:
+        return value.half() if half and value.is_floating_point() else value
+
+    state = {key: value for key, value in decoder["model"].items() if not key.startswith(moved)}
+    state.update({key: stored(value) for key, value in grounding["model"].items() if key.startswith(moved)})
+    state.update({GROUNDING_ENCODER_PREFIXES[0] + key[len("image_encoder."):]: stored(value)
+                  for key, value in grounding["model"].items() if key.startswith("image_encoder.")})
+    payload = {"model": state, "weights_sha256": weights_digest(state), "config": decoder["config"],
+               "step": decoder.get("step"), "train_config": grounding.get("train_config"),
+               "stored_dtype": decoder.get("stored_dtype", "float32"),
+               "combined_from": {"decoder": Path(decoder_weights).name, "grounding": Path(grounding_weights).name}}
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(payload, out)
     return out
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
@@ -18,8 +20,19 @@ GROUNDING_PREFIXES = ("text_grounding.", "prompt_encoder.grounding_embed.")
 CONTEXT_PREFIXES = ("text_grounding.context.", "text_grounding.context_film.")
 # The grounding refiner, which a checkpoint from before it lacks (it starts as no correction).
 REFINER_PREFIXES = ("grounding_refiner.",)
+# A second image encoder that only the text grounding and its refiner read (optional; see FluoroSAM).
+GROUNDING_ENCODER_PREFIXES = ("grounding_encoder.",)
 # The mask prompt's downscaling, which a checkpoint from before it lacks (it starts adding nothing).
 MASK_INPUT_PREFIXES = ("prompt_encoder.mask_downscaling.",)
+
+
+@dataclass
+class ImageFeatures:
+    """One image's features for prompts (`FluoroSAM.embed_for_prompts`)."""
+
+    embedding: torch.Tensor                  # (B, D, S/16, S/16), the mask decoder's
+    grounding_embedding: torch.Tensor        # the text grounding's (the same tensor with one encoder)
+    pixel_features: torch.Tensor | None      # the grounding refiner's (B, C, S/4, S/4), None without it
 
 
 class FluoroSAM(nn.Module):
@@ -28,13 +41,22 @@ class FluoroSAM(nn.Module):
     def __init__(self, image_encoder: nn.Module, text_encoder: TextPromptEncoder,
                  prompt_encoder: PromptEncoder, mask_decoder: MaskDecoder, preprocessor: Preprocessor,
                  text_grounding: TextGrounding | None = None,
-                 grounding_refiner: GroundingRefiner | None = None) -> None:
+                 grounding_refiner: GroundingRefiner | None = None,
+                 grounding_encoder: nn.Module | None = None) -> None:
+        """`grounding_encoder`: an image encoder of its own for the text grounding and its
+        refiner, the mask decoder keeping `image_encoder`. Training the encoder for text (the
+        trainer's tune_grounding_with_encoder) moves the embedding the decoder was trained on,
+        which cost the click prompts; with two encoders each path reads the one it was trained
+        with, for a second encoder pass per new image."""
         super().__init__()
         if (text_grounding is None) != (prompt_encoder.grounding_embed is None):
             raise ValueError("text_grounding and a PromptEncoder with dense_text go together")
         if grounding_refiner is not None and (text_grounding is None or not hasattr(image_encoder, "forward_with_skips")):
             raise ValueError("the grounding refiner needs a text grounding and an image encoder with skip features")
+        if grounding_encoder is not None and text_grounding is None:
+            raise ValueError("a grounding encoder needs a text grounding to feed")
         self.image_encoder = image_encoder
+        self.grounding_encoder = grounding_encoder
         self.text_encoder = text_encoder
         self.text_grounding = text_grounding
         self.grounding_refiner = grounding_refiner
@@ -56,11 +78,25 @@ class FluoroSAM(nn.Module):
 
     def embed_image_with_pixels(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The embedding and, with a grounding refiner, its text-agnostic (B, C, S/4, S/4) pixel
-        features (both cached per image by the predictor); None without a refiner."""
+        features (both cached per image by the predictor); None without a refiner. Both from
+        `image_encoder`: what training reads (see `embed_for_prompts` for inference)."""
+        return self._embed_with_pixels(self.image_encoder, images)
+
+    def _embed_with_pixels(self, encoder: nn.Module, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         if self.grounding_refiner is None:
-            return self.embed_image(images), None
-        embedding, skips = self.image_encoder.forward_with_skips(images)
+            return encoder(images), None
+        embedding, skips = encoder.forward_with_skips(images)
         return embedding, self.grounding_refiner.pixel_features(embedding, skips)
+
+    def embed_for_prompts(self, images: torch.Tensor) -> ImageFeatures:
+        """Everything prompts read from one image, cached by the predictor: the decoder's
+        embedding, and the text grounding's embedding and pixel features (from the grounding
+        encoder where there is one, else the same embedding)."""
+        if self.grounding_encoder is None:
+            embedding, pixels = self.embed_image_with_pixels(images)
+            return ImageFeatures(embedding, embedding, pixels)
+        grounding, pixels = self._embed_with_pixels(self.grounding_encoder, images)
+        return ImageFeatures(self.embed_image(images), grounding, pixels)
 
     def encode_text(self, texts: list[str] | None = None, embeddings: torch.Tensor | None = None) -> TextTokens:
         return self.text_encoder(texts=texts, embeddings=embeddings)

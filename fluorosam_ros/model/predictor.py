@@ -74,6 +74,7 @@ class FluoroSAMPredictor:
         self.prompt_reader = prompt_reader
         self.device = next(model.parameters()).device
         self._embedding: torch.Tensor | None = None
+        self._grounding_embedding: torch.Tensor | None = None  # the text grounding's (a grounding encoder's)
         self._pixel_features: torch.Tensor | None = None  # the grounding refiner's, per image
         self._original_size: tuple[int, int] | None = None
         self._input_size: tuple[int, int] | None = None
@@ -100,12 +101,15 @@ class FluoroSAMPredictor:
         if valid is not None and np.asarray(valid).shape != image.shape:
             raise ValueError(f"valid mask shape {np.asarray(valid).shape} != image shape {image.shape}")
         tensor, input_size = self.model.preprocessor(image.astype(np.float32), valid)
-        self._embedding, self._pixel_features = self.model.embed_image_with_pixels(tensor.to(self.device))
+        features = self.model.embed_for_prompts(tensor.to(self.device))
+        self._embedding, self._grounding_embedding = features.embedding, features.grounding_embedding
+        self._pixel_features = features.pixel_features
         self._original_size = image.shape
         self._input_size = tuple(input_size)
 
     def reset_image(self) -> None:
-        self._embedding = self._pixel_features = self._original_size = self._input_size = None
+        self._embedding = self._grounding_embedding = self._pixel_features = None
+        self._original_size = self._input_size = None
 
     @torch.no_grad()
     def predict(self, text: str | None = None, points: np.ndarray | None = None, labels: np.ndarray | None = None,
@@ -122,7 +126,7 @@ class FluoroSAMPredictor:
         point_inputs = self._points(points, labels)
         if text_tokens is None and point_inputs is None:
             raise PromptError("give a text prompt, points, or both")
-        grounding = None if text_tokens is None else self.model.ground_text(self._embedding, text_tokens)
+        grounding = None if text_tokens is None else self.model.ground_text(self._grounding_embedding, text_tokens)
         refined = None if grounding is None else self.model.refine_grounding(grounding, self._pixel_features,
                                                                              text_tokens)
         output = self.model.decode(self._embedding, point_inputs, None if text_tokens is None else text_tokens.tokens,

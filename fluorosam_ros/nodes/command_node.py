@@ -5,6 +5,10 @@ mono at 16 kHz; an utterance ends with end_of_utterance or after `silence_timeou
 chunks). Publishes /command/intent and echoes what it heard and understood on /command/heard.
 All understanding lives in fluorosam_ros.language; this node only translates messages.
 
+A spoken command the action gate held back (heard, but not surely) is offered back on
+/command/heard; "yes" (spoken or typed) within `confirm_timeout_s` carries it out, and the next
+utterance ends the offer either way (fluorosam_ros.language.confirmation).
+
 Text and audio have separate callback groups, so a typed "stop" is answered while speech is
 being decoded. Bad input (wrong rate, empty, over-long) is logged, answered with a
 not_understood intent or refused on /command/heard, and never stops the node.
@@ -22,6 +26,7 @@ from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
 from std_msgs.msg import Header, String
 
+from fluorosam_ros.language.confirmation import ConfirmationConfig, ReadBack, reply_to, spoken_reply
 from fluorosam_ros.language.intents import Intent, not_understood
 from fluorosam_ros.language.parser import CommandParser, ParserConfig
 from fluorosam_ros.language.speech import SpeechConfig
@@ -81,11 +86,18 @@ class CommandNode(Node):
         ctc_action_gate = declare(self, "ctc_action_gate", speech_defaults.ctc_action_gate,
                                   "speech_engine ctc: the learned action gate (\"\" = weights/command_gate.json, "
                                   "a path, or off = the ctc_* thresholds)")
+        confirm_timeout_s = declare(self, "confirm_timeout_s", ConfirmationConfig().timeout_s,
+                                    "a held-back spoken command may be confirmed with 'yes' this long; 0: off")
         self.frame_id = declare(self, "frame_id", "", "header frame of published intents")
 
         started = time.perf_counter()
         self.parser = CommandParser(config=config)
         self.parser.warm_up()
+        try:
+            self.read_back = ReadBack(ConfirmationConfig(timeout_s=confirm_timeout_s))
+        except ValueError as error:
+            self.get_logger().error(f"confirm_timeout_s: {error}; read-back is off")
+            self.read_back = ReadBack(ConfirmationConfig(timeout_s=0.0))
         self.recognizer = None
         if self.speech_enabled:
             from fluorosam_ros.language.speech import ENGINES, make_recognizer
@@ -156,6 +168,7 @@ class CommandNode(Node):
         except Exception as error:  # never let one odd input stop the node
             self.get_logger().error(f"parser failed on {text[:80]!r}: {error}")
             intent = not_understood(text[:200], f"internal error: {error}")
+        intent = self.read_back.handle(intent, reply_to(text), time.monotonic())
         shown = text if len(text) <= 120 else text[:117] + "..."
         if not intent.understood and intent.error.startswith("input longer"):
             self.get_logger().warning(f"refused {len(text)} characters of text")
@@ -196,6 +209,7 @@ class CommandNode(Node):
         try:
             recognition = self.recognizer.recognize(audio)
             intent = self.recognizer.interpret(recognition, self.parser)
+            intent = self.read_back.handle(intent, spoken_reply(recognition), time.monotonic())
         except Exception as error:
             self.get_logger().error(f"speech decoding failed: {error}")
             intent = not_understood("", f"internal error: {error}", source="speech")

@@ -151,6 +151,10 @@ class Trainer:
         if initial is not None and model is None:
             # the opt-in parts the starting weights have are built, not refused as unexpected keys
             present = parts_in_weights(initial["model"])
+            if present["grounding_encoder"]:
+                # training reads one encoder for both paths; combine again after training
+                raise ValueError(f"{config.init_from} has a separate grounding encoder: train from the single-encoder "
+                                 "weights it was combined from (fluorosam export-weights --grounding-from)")
             for part in ("grounding_refiner", "mask_input"):
                 if present[part]:
                     overrides.setdefault(part, True)

@@ -758,3 +758,71 @@ def test_session_20s_negatives_act_on_nothing(grammar, text):
 def test_session_19s_traps_never_act(grammar, text):
     intent = grammar.parse(text)
     assert intent.kind == K.NOT_UNDERSTOOD and not intent.acts, intent.describe()
+
+
+@pytest.mark.parametrize("text, kind, slots", [
+    # autocorrect and dictation (set Q)
+    ("show me the right demur", K.SHOW, {"structure": "femur_right"}),
+    ("tilt causal 15 degrees", K.TILT, {"direction": "caudal", "amount": 15.0, "unit": "deg"}),
+    ("tile cranial 10 degrees", K.TILT, {"direction": "cranial", "amount": 10.0, "unit": "deg"}),
+    ("give me a literal of L1", K.SHOW, {"structure": "vertebrae_L1", "view": "lateral"}),   # showed L1 only
+    ("show me the prostrate", K.SHOW, {"structure": "prostate"}),
+    ("zoom inn", K.ZOOM, {"direction": "in"}),
+    ("showme the gallbladder", K.SHOW, {"structure": "gallbladder"}),
+    ("whereis the pancreas", K.WHERE, {"structure": "pancreas"}),
+    ("moveleft 5mm", K.MOVE, {"direction": "left", "amount": 5.0, "unit": "mm"}),
+    ("move right comma 10 millimetres period", K.MOVE, {"direction": "right", "amount": 10.0, "unit": "mm"}),
+    ("the drill's in, fluoro please", K.ACQUIRE, {}),                                       # showed the drill
+    # one request among typed clauses of talk
+    ("the cement is going in now, so give me a lateral of T11", K.SHOW, {"structure": "vertebrae_T11",
+                                                                         "view": "lateral"}),
+    ("for the students watching, highlight the right kidney", K.WHERE, {"structure": "kidney_right"}),
+    ("I can't see the endplates, tilt caudal 15 degrees please", K.TILT,
+     {"direction": "caudal", "amount": 15.0, "unit": "deg"}),
+    ("okay everyone, hands out of the field, shoot", K.ACQUIRE, {}),
+    # numbering (set R)
+    ("show me D12", K.SHOW, {"structure": "vertebrae_T12"}),
+    ("the tenth dorsal vertebra", K.SHOW, {"structure": "vertebrae_T10"}),
+    ("show ell one", K.SHOW, {"structure": "vertebrae_L1"}),
+    ("show one level up from L4", K.SHOW, {"structure": "vertebrae_L3"}),
+    ("go one level below L5", K.SHOW, {"structure": "vertebrae_S1"}),
+    ("show me the level above T1", K.SHOW, {"structure": "vertebrae_C7"}),      # across regions
+    ("collimate to two levels above L1", K.COLLIMATE, {"structure": "vertebrae_T11"}),
+    ("where is the vertebra just below T12?", K.WHERE, {"structure": "vertebrae_L1"}),
+    ("the rib under the left 5th", K.SHOW, {"structure": "rib_left_6"}),
+    ("one rib above the right tenth", K.SHOW, {"structure": "rib_right_9"}),
+    ("highlight the 12th rib on the left", K.WHERE, {"structure": "rib_left_12"}),
+    ("move left 2 metres", K.MOVE, {"direction": "left", "amount": 2000.0, "unit": "mm"}),   # the limits refuse it
+])
+def test_forms_session_21s_held_out_sets_missed(grammar, text, kind, slots):
+    intent = grammar.parse(text)
+    assert intent.kind == kind and intent.slots() == slots, intent.describe()
+
+
+@pytest.mark.parametrize("text", [
+    "show rib 7",                                   # showed all the ribs
+    "show the level above C1", "go up a level", "one level down",   # no level to count from
+    "shoot, I dropped the wire",                    # an exclamation, then what happened
+    "take a picture, it'll last longer",
+    "not yet, take a shot",
+    "he said, move left 5 mm",
+    "before we close, show me the left hip",
+    "good, that's a nice AP of the pelvis",         # a comment on the image
+    "Fluoroscopy time, 42 seconds.",
+    "rotate the patient's head to the left a bit, Tom",
+    "the wire is in the femur",                     # a report, not "show the femur"
+    "rotate left 2 metres",
+])
+def test_session_21s_negatives_act_on_nothing(grammar, text):
+    intent = grammar.parse(text)
+    assert intent.kind == K.NOT_UNDERSTOOD and not intent.acts, intent.describe()
+
+
+def test_out_a_bit_then_zoom_is_not_read_as_a_move(grammar):
+    # two clauses of one request: the clause reading must not pick "out a bit" alone
+    assert grammar.parse("out a bit, zoom").kind != K.MOVE
+
+
+def test_the_embedding_fallback_never_trades_a_named_level_for_another(full_parser):
+    intent = full_parser.parse("to count levels, highlight the 12th rib on the left")
+    assert intent.structure in ("", "rib_left_12"), intent.describe()

@@ -52,3 +52,12 @@ def test_spelled_letters_join_only_into_known_words():
 def test_without_an_english_dictionary_nothing_is_corrected():
     corrector = TypoCorrector(COMMAND_WORDS, english_words=())
     assert corrector.correct(["shwo", "shut"]) == ["shwo", "shut"]
+
+
+def test_two_command_words_typed_without_a_space_are_split() -> None:
+    corrector = TypoCorrector(COMMAND_WORDS + ("me", "is", "where", "move"), english_words=("nowhere", "the"))
+    assert corrector.correct(["showme", "the", "femur"]) == ["show", "me", "the", "femur"]
+    assert corrector.correct(["moveleft"]) == ["move", "left"]
+    assert corrector.correct(["whereis"]) == ["where", "is"]
+    assert corrector.correct(["nowhere"]) == ["nowhere"]            # English: left alone
+    assert corrector.correct(["showfemr"]) == ["showfemr"]          # one half is no command word

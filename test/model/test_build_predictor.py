@@ -136,3 +136,45 @@ def test_a_prompt_reader_chooses_the_text_the_model_sees(model, rng):
     assert reading.predict(points=np.array([[10.0, 20.0]]), labels=np.array([1])).prompt_text == ""
     with pytest.raises(PromptError, match="empty"):       # validated before any reading
         reading.predict(text="   ")
+
+
+def test_a_separate_grounding_encoder_gives_each_prompt_path_the_encoder_it_was_trained_with(tmp_path, rng):
+    """combine_grounding_encoder: the decoder keeps one file's encoder, the text grounding reads
+    the other's (as `export-weights --grounding-from` ships it)."""
+    from fluorosam_ros.model.build import combine_grounding_encoder
+
+    encoder = HashingSentenceEncoder()
+    torch.manual_seed(3)
+    decoder_model = build_model("fluorosam_cpu_small", sentence_encoder=encoder, pretrained_backbone=False)
+    torch.manual_seed(4)
+    grounding_model = build_model("fluorosam_cpu_small", sentence_encoder=encoder, pretrained_backbone=False)
+    grounding_model.load_state_dict({k: v for k, v in decoder_model.state_dict().items()
+                                     if not k.startswith(("image_encoder.", "text_grounding."))}, strict=False)
+    save_checkpoint(decoder_model, tmp_path / "decoder.pt", "fluorosam_cpu_small")
+    save_checkpoint(grounding_model, tmp_path / "grounding.pt", "fluorosam_cpu_small")
+    combined_path = combine_grounding_encoder(tmp_path / "decoder.pt", tmp_path / "grounding.pt", tmp_path / "both.pt")
+    combined = build_model("fluorosam_cpu_small", checkpoint=combined_path, sentence_encoder=encoder)
+    assert combined.grounding_encoder is not None
+
+    image = torch.from_numpy(rng.random((2, 3, 256, 256)).astype(np.float32))
+    with torch.no_grad():
+        features = combined.eval().embed_for_prompts(image)
+        assert torch.allclose(features.embedding, decoder_model.eval().embed_image(image), atol=1e-5)
+        assert torch.allclose(features.grounding_embedding, grounding_model.eval().embed_image(image), atol=1e-5)
+        assert not torch.allclose(features.embedding, features.grounding_embedding, atol=1e-3)
+        tokens = combined.encode_text(texts=["liver", "left lung"])
+        assert torch.allclose(combined.ground_text(features.grounding_embedding, tokens),
+                              grounding_model.ground_text(grounding_model.embed_image(image), tokens), atol=1e-4)
+    # through the predictor: clicks read the decoder file's encoder, exactly as that file does
+    picture = rng.random((128, 160)).astype(np.float32)
+    clicks = dict(points=np.array([[40.0, 50.0]]), labels=np.array([1]))
+    answers = []
+    for model in (decoder_model, combined):
+        predictor = FluoroSAMPredictor(model)
+        predictor.set_image(picture)
+        answers.append(predictor.predict(**clicks).low_res_logits)
+    assert np.allclose(answers[0], answers[1], atol=1e-4)
+
+    # combining a combined file again is refused with the reason
+    with pytest.raises(CheckpointError, match="one image encoder"):
+        combine_grounding_encoder(combined_path, tmp_path / "grounding.pt", tmp_path / "again.pt")

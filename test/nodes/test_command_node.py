@@ -110,6 +110,30 @@ def test_spoken_command_gives_the_intent(command, record_figure):
                   f"({'acted on' if acted else 'heard right, gate asked to repeat'})")
 
 
+@pytest.mark.skipif(not espeak_available(), reason="espeak-ng not installed (scripts/setup.sh)")
+def test_a_held_back_spoken_command_is_carried_out_by_yes_and_only_once(command):
+    """Read-back (language/confirmation.py): a reading the action gate held back is offered, and a
+    'yes' (here typed, as an assistant at the console would) carries it out; with nothing offered
+    a 'yes' does nothing."""
+    client, _, _ = command
+    speech = pad(synthesize("collimate to the heart", Voice("en-gb", 170)))
+    audio = mix_at_snr(speech, RoomNoise(seed=5, seconds=6, use_babble=True).segment(len(speech)), 10.0)
+    first = client.say_audio(audio)
+    assert first is not None, read_logs(command[2])
+    offered = first.kind == "not_understood" and "say 'yes'" in first.error
+    confirmation = client.say_text("yes")
+    if offered:
+        offer = next(c for c in first.candidates)
+        assert confirmation.kind != "not_understood" and confirmation.source == "speech", confirmation
+        assert confirmation.kind in offer and (not confirmation.structure or confirmation.structure in offer)
+        again = client.say_text("yes")
+        assert again.kind == "not_understood" and "nothing to confirm" in again.error
+    else:
+        assert confirmation.kind == "not_understood" and "nothing to confirm" in confirmation.error
+    # a reply to nothing, and "no", never act
+    assert client.say_text("no").kind == "not_understood"
+
+
 def test_bad_input_is_refused_and_the_node_keeps_running(command):
     client, launcher, _ = command
     since = len(client.heard)
