@@ -14,9 +14,9 @@ Safety:
   negation) never is;
 - the offer lives for `timeout_s` and for ONE utterance: whatever is said next ends it, a stop
   included (the stop is carried out, the offer dropped);
-- a reply counts only when the whole utterance is a reply ("yes", "correct", "no"), typed, or
-  heard with every likely alternative reading the same (`spoken_reply`): "yes, I think so" or
-  "yes" misheard from talk does not confirm;
+- a reply counts only when the whole utterance is a reply ("yes", "correct", "no"); a spoken
+  confirmation only when every likely alternative reads as one too (`spoken_reply`): "yes, I
+  think so" or a "yes" misheard from talk does not confirm;
 - a reply confirms the offer as it was read back; nothing else is guessed.
 
 The core keeps the state; `command_node` feeds it every typed and spoken reading.
@@ -67,13 +67,13 @@ def reply_to(text: str) -> str:
 
 
 def spoken_reply(recognition: Any) -> str:
-    """`reply_to` of what the recogniser heard, only when the alternatives holding
-    `SPOKEN_REPLY_AGREEMENT` of its N-best posterior read as the same reply ("" otherwise)."""
+    """`reply_to` of what the recogniser heard; a confirmation only when the alternatives holding
+    `SPOKEN_REPLY_AGREEMENT` of its N-best posterior read as one too ("" otherwise)."""
     if not getattr(recognition, "accepted", False):
         return ""
     reply = reply_to(recognition.text)
-    if not reply:
-        return ""
+    if reply != CONFIRM:
+        return reply        # a cancel only drops the offer (so does anything else said): no bar to pass
     details = getattr(recognition, "details", None) or {}
     alternatives: Sequence[str] = details.get("alternatives") or []
     scores = details.get("alternative_scores") or []

@@ -126,6 +126,7 @@ class Summary:
     # made on negatives (a "no" drops them) and negatives heard as a reply (never confirm anything)
     accuracy_readback: float = math.nan
     offers_on_negatives: int = 0
+    wrong_offers_on_positives: int = 0   # a held-back reading that is not what was said ("no" drops it)
     negatives_heard_as_reply: int = 0
 
 
@@ -157,6 +158,7 @@ def summarize(name: str, outcomes: list[Outcome]) -> Summary:
         accuracy_readback=(sum(o.correct or o.held_right for o in outcomes) / max(len(outcomes), 1))
         if any(o.voice != "text" for o in outcomes) else math.nan,
         offers_on_negatives=sum(o.offered for o in negatives),
+        wrong_offers_on_positives=sum(o.offered and not o.held_right for o in positives),
         negatives_heard_as_reply=sum(bool(o.heard_as_reply) for o in negatives))
 
 
@@ -392,9 +394,9 @@ def format_table(summaries: Sequence[Summary], snr_db: float | None = None) -> s
     for s in summaries:
         if not math.isnan(s.accuracy_readback):
             lines.append(f"read-back, {s.name}: {100 * s.accuracy_readback:.1f}% right at once or after one 'yes' "
-                         f"to the reading the gate held back; offers on negatives {s.offers_on_negatives} / "
-                         f"{s.negatives} (dropped by 'no' or the next utterance), negatives heard as a reply "
-                         f"{s.negatives_heard_as_reply}")
+                         f"to the reading the gate held back; wrong offers on commands {s.wrong_offers_on_positives}, "
+                         f"offers on negatives {s.offers_on_negatives} / {s.negatives} (each dropped by 'no' or the "
+                         f"next utterance), negatives heard as a reply {s.negatives_heard_as_reply}")
     return "\n".join(lines)
 
 

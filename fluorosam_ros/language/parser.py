@@ -765,13 +765,14 @@ class CommandParser:
             return None
         readings = [self.parse(clause, source) for clause in clauses]     # a clause has no boundary left
         requests = [index for index, reading in enumerate(readings) if reading.understood]
-        if len(requests) == 1 and readings[requests[0]].confidence < 1.0:
+        if len(requests) != 1:
             return None
-        if len(requests) != 1 or not may_stand_alone(clauses, requests[0]) or \
-                any(changes_meaning(clause) for index, clause in enumerate(clauses) if index != requests[0]):
+        chosen, index = readings[requests[0]], requests[0]
+        # every word of the request placed ("that's a nice AP of the pelvis" leaves "nice": a comment)
+        if chosen.confidence < 1.0 or not may_stand_alone(clauses, index) or \
+                any(changes_meaning(clause) for other, clause in enumerate(clauses) if other != index):
             return None
-        chosen = readings[requests[0]]
-        return replace(chosen, source_text=text, details={**chosen.details, "clause": clauses[requests[0]]})
+        return replace(chosen, source_text=text, details={**chosen.details, "clause": clauses[index]})
 
     @staticmethod
     def _asks_to_stop(joined: str) -> bool:

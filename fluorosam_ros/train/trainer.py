@@ -32,6 +32,7 @@ from ..data.augment import SimToRealAugmenter
 from ..data.dataset import FluoroSegDataset
 from ..data.shards import Sample
 from ..model.build import build_model, load_checkpoint, parts_in_weights, read_checkpoint, save_checkpoint
+from ..model.fluorosam import GROUNDING_ENCODER_PREFIXES
 from ..model.fluorosam import GROUNDING_PREFIXES, FluoroSAM
 from ..serialization import to_jsonable
 from .embedding_cache import EmbeddingCache, embed_items, embed_items_with_skips
@@ -152,9 +153,14 @@ class Trainer:
             # the opt-in parts the starting weights have are built, not refused as unexpected keys
             present = parts_in_weights(initial["model"])
             if present["grounding_encoder"]:
-                # training reads one encoder for both paths; combine again after training
-                raise ValueError(f"{config.init_from} has a separate grounding encoder: train from the single-encoder "
-                                 "weights it was combined from (fluorosam export-weights --grounding-from)")
+                # training reads one encoder for both paths: the decoder's. The text grounding then
+                # trains on it too; `export-weights --grounding-from` puts a grounding encoder back
+                log.warning("%s has a separate grounding encoder; training reads one encoder (the decoder's), so "
+                            "the grounding encoder is left out and the text path reads the decoder's encoder "
+                            "(combine again after training: fluorosam export-weights --grounding-from)",
+                            config.init_from)
+                initial = {**initial, "model": {key: value for key, value in initial["model"].items()
+                                                if not key.startswith(GROUNDING_ENCODER_PREFIXES)}}
             for part in ("grounding_refiner", "mask_input"):
                 if present[part]:
                     overrides.setdefault(part, True)

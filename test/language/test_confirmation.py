@@ -128,3 +128,19 @@ def test_a_spoken_reply_needs_its_alternatives_to_agree() -> None:
     assert spoken_reply(unsure) == ""
     assert spoken_reply(FakeRecognition("yes", accepted=False)) == ""
     assert spoken_reply(FakeRecognition("move left")) == ""
+    # a cancel needs no such bar: it only drops the offer, as anything else said does
+    doubtful_no = FakeRecognition("no", details={"alternatives": ["no", "now"], "alternative_scores": [0.0, -1.0]})
+    assert spoken_reply(doubtful_no) == CANCEL
+
+
+def test_the_bundled_recogniser_hears_yes_as_a_confirmation_and_commands_as_none():
+    """Run 14 was trained with the read-back's answers in its corpus (run 13 heard "yes" as "heart")."""
+    from fluorosam_ros.language.audio import Voice, espeak_available, pad, synthesize
+    from fluorosam_ros.language.speech import SpeechConfig, make_recognizer
+
+    if not espeak_available():
+        pytest.skip("espeak-ng not installed (scripts/setup.sh)")
+    recognizer = make_recognizer(SpeechConfig())
+    heard = {text: spoken_reply(recognizer.recognize(pad(synthesize(text, Voice("en-us", 150)))))
+             for text in ("yes", "correct", "show the liver")}
+    assert heard == {"yes": CONFIRM, "correct": CONFIRM, "show the liver": ""}, heard

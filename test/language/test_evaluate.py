@@ -109,3 +109,27 @@ def test_fitting_the_action_gate_keeps_every_off_topic_utterance_from_acting():
     assert report["right_actions"] >= 12 and report["would_act"] == len(rows)
     assert gate.acoustic_sha256 == "ab" * 32 and 0.0 < gate.threshold <= 1.0
     assert gate.provenance["fitted_on"].startswith("eval/tuning.yaml")
+
+
+def test_the_read_back_figure_counts_a_held_back_reading_only_when_it_is_right():
+    from fluorosam_ros.language.evaluate import Outcome, format_table, summarize
+
+    def outcome(expect, got, correct, held_right=False, offered=False, reply="", voice="en-us@150"):
+        return Outcome("x", expect, got, correct, False, 1.0, (), voice, held_right=held_right, offered=offered,
+                       heard_as_reply=reply)
+
+    show = {"kind": "show", "structure": "heart"}
+    refused = {"kind": "not_understood"}
+    summary = summarize("speech", [
+        outcome(show, show, True),                                          # right at once
+        outcome(show, refused, False, held_right=True, offered=True),       # right after "yes"
+        outcome(show, refused, False, held_right=False, offered=True),      # a wrong offer: "no"
+        outcome(refused, refused, True, offered=True, reply="confirm"),     # talk: offered, heard as "yes"
+    ])
+    assert summary.accuracy == 0.5 and summary.accuracy_readback == 0.75
+    assert summary.offers_on_negatives == 1 and summary.negatives_heard_as_reply == 1
+    assert summary.wrong_offers_on_positives == 1
+    assert "75.0% right at once or after one 'yes'" in format_table([summary])
+    text = summarize("text", [outcome(show, show, True, voice="text")])
+    assert text.accuracy_readback != text.accuracy_readback       # NaN: no read-back for typed rows
+    assert "read-back" not in format_table([text])

@@ -239,6 +239,12 @@ def test_training_from_the_bundled_weights_builds_the_parts_they_have(data_dir, 
     trainer = Trainer(config_for(data_dir, tmp_path, max_steps=0, image_size=None, init_from=str(weights)))
     assert trainer.module.grounding_refiner is not None
     assert trainer.module.prompt_encoder.mask_downscaling is not None
+    # the bundled separate grounding encoder is left out: training reads the decoder's encoder
+    assert trainer.module.grounding_encoder is None
+    bundled = torch.load(weights, weights_only=True)["model"]
+    assert any(key.startswith("grounding_encoder.") for key in bundled)
+    key = "backbone.stem.conv.weight"
+    assert torch.equal(trainer.module.image_encoder.state_dict()[key].half(), bundled["image_encoder." + key])
     with pytest.raises(CheckpointError, match="grounding_refiner"):
         Trainer(config_for(data_dir, tmp_path / "off", max_steps=0, image_size=None, init_from=str(weights),
                            grounding_refiner=False))
