@@ -28,9 +28,10 @@ from .numbers import normalize_command
 
 _BOUNDARY = re.compile(r"[,;:!?\u2014\u2013]+|(?<!\d)\.(?!\d)|\s-\s|\bso\b", re.IGNORECASE)
 _REASON = re.compile(r"\b(?:i|we) can not (?:see|tell|find)\b")
-# "shoot, I dropped the wire": something that happened, so the request-like word was an exclamation
-_PAST_EVENT = re.compile(r"\b(?:i|we|you|he|she|they|it|someone|somebody) (?:just |already )?[a-z]+ed\b"
-                         r"|\bgoing to\b")    # or one that is yet to happen
+# "shoot, I dropped the wire": an event at another time than the request (past, or yet to come):
+# the request-like word was an exclamation, or the request is for later
+_OTHER_TIME = re.compile(r"\b(?:i|we|you|he|she|they|it|someone|somebody) (?:just |already )?[a-z]+ed\b"
+                         r"|\bgoing to\b")
 # words in another clause that may change the meaning of the request (normalised tokens)
 CHANGES_MEANING = frozenset((
     "not", "no", "never", "nothing", "wait", "hold", "yet", "stop", "cancel", "undo",
@@ -59,7 +60,7 @@ def split_clauses(text: str) -> list[str]:
 def changes_meaning(clause: str) -> bool:
     """Whether `clause` holds a word that could change a request said beside it."""
     said = _REASON.sub(" ", " ".join(normalize_command(clause)))
-    return bool(_PAST_EVENT.search(said)) or any(token in CHANGES_MEANING or token in COMMAND_WORDS
+    return bool(_OTHER_TIME.search(said)) or any(token in CHANGES_MEANING or token in COMMAND_WORDS
                                                  for token in said.split())
 
 
