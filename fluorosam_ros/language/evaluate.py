@@ -184,13 +184,20 @@ def evaluate_text(parser, commands: Iterable[Command], name: str = "text") -> Su
     return summarize(name, outcomes)
 
 
+def spoken_in_room(text: str, voice, noise, snr_db: float | None):
+    """`text` said by espeak-ng in `voice`, padded with silence, with `noise` (a RoomNoise; None:
+    clean) mixed in at `snr_db`."""
+    from .audio import mix_at_snr, pad, synthesize
+
+    audio = pad(synthesize(text, voice))
+    return audio if noise is None else mix_at_snr(audio, noise.segment(len(audio)), snr_db)
+
+
 def evaluate_speech(parser, recognizer, commands: Sequence[Command], voices: Sequence[tuple[str, int]] = DEFAULT_VOICES,
                     snr_db: float | None = 10.0, seed: int = 0, progress: bool = False,
                     babble: bool = True) -> list[Summary]:
     """One summary per voice and one over all ('speech')."""
-    import numpy as np
-
-    from .audio import RoomNoise, Voice, mix_at_snr, pad, synthesize
+    from .audio import RoomNoise, Voice
     from .confirmation import HELD_BACK, spoken_reply
 
     parser.warm_up()
@@ -202,9 +209,7 @@ def evaluate_speech(parser, recognizer, commands: Sequence[Command], voices: Seq
         voice = Voice(name, speed)
         outcomes = []
         for index, command in enumerate(spoken):
-            audio = pad(synthesize(command.text, voice))
-            if noise is not None:
-                audio = mix_at_snr(audio, noise.segment(len(audio)), snr_db)
+            audio = spoken_in_room(command.text, voice, noise, snr_db)
             started = time.perf_counter()   # the whole utterance is in: end of audio
             recognition = recognizer.recognize(audio)
             intent = recognizer.interpret(recognition, parser)
@@ -223,7 +228,6 @@ def evaluate_speech(parser, recognizer, commands: Sequence[Command], voices: Seq
         summaries.append(summarize(f"speech {voice.label}", outcomes))
         all_outcomes += outcomes
     summaries.append(summarize("speech (all voices)", all_outcomes))
-    _ = np  # numpy is used by the audio helpers
     return summaries
 
 
@@ -252,7 +256,7 @@ def tuning_commands(parser, commands: int = 100, seed: int = 1234, path: Path | 
 def tuning_recognitions(parser, recognizer, voices: Sequence[tuple[str, int]] = DEFAULT_VOICES,
                         snr_db: float | None = 10.0, seed: int = 5, commands: int = 100) -> list[tuple[Command, Any]]:
     """Each tuning-split utterance, spoken in each voice with room noise, and its Recognition."""
-    from .audio import RoomNoise, Voice, mix_at_snr, pad, spelled_for_speech, synthesize
+    from .audio import RoomNoise, Voice, spelled_for_speech
 
     parser.warm_up()
     noise = RoomNoise(seed=seed) if snr_db is not None else None
@@ -261,9 +265,7 @@ def tuning_recognitions(parser, recognizer, voices: Sequence[tuple[str, int]] = 
     for name, speed in voices:
         for command in tqdm(items, desc=f"tuning split {name}@{speed}", leave=False):
             # the drawn commands are lower case; "AP" is spoken spelled, as the evaluation writes it
-            audio = pad(synthesize(spelled_for_speech(command.text), Voice(name, speed)))
-            if noise is not None:
-                audio = mix_at_snr(audio, noise.segment(len(audio)), snr_db)
+            audio = spoken_in_room(spelled_for_speech(command.text), Voice(name, speed), noise, snr_db)
             rows.append((command, recognizer.recognize(audio)))
     return rows
 
@@ -411,16 +413,13 @@ def evaluate_replies(recognizer, voices: Sequence[tuple[str, int]] = DEFAULT_VOI
     """How the recogniser hears the answers to a read-back (REPLY_CHECKS) in each voice, with
     room noise of another seed than the command set's: heard as meant, not heard as a reply
     (the offer stays unanswered: nothing happens), or heard as the OTHER reply."""
-    from .audio import RoomNoise, Voice, mix_at_snr, pad, synthesize
+    from .audio import RoomNoise, Voice
     from .confirmation import spoken_reply
 
     noise = RoomNoise(seed=seed) if snr_db is not None else None
     right = missed = opposite = 0
     for (name, speed), (text, meant) in itertools.product(voices, REPLY_CHECKS):
-        audio = pad(synthesize(text, Voice(name, speed)))
-        if noise is not None:
-            audio = mix_at_snr(audio, noise.segment(len(audio)), snr_db)
-        heard = spoken_reply(recognizer.recognize(audio))
+        heard = spoken_reply(recognizer.recognize(spoken_in_room(text, Voice(name, speed), noise, snr_db)))
         right += heard == meant
         missed += not heard
         opposite += bool(heard) and heard != meant

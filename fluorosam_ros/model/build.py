@@ -263,12 +263,17 @@ def export_weights(checkpoint: str | Path, out: str | Path, half: bool = True) -
     payload = torch.load(checkpoint, map_location="cpu", weights_only=True)
     state = {key: value.half() if half and value.is_floating_point() else value
              for key, value in payload["model"].items()}
-    kept = {"model": state, "weights_sha256": weights_digest(state), "config": payload["config"],
-            "step": payload.get("step"),
-            "train_config": payload.get("train_config"), "stored_dtype": "float16" if half else "float32"}
+    return _save_weights(state, out, payload["config"], payload.get("step"), payload.get("train_config"),
+                         "float16" if half else "float32")
+
+
+def _save_weights(state: dict[str, torch.Tensor], out: str | Path, config: dict, step, train_config,
+                  stored_dtype: str, **extra) -> Path:
+    """Shippable weights: the state with its digest and what made it, nothing to resume from."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(kept, out)
+    torch.save({"model": state, "weights_sha256": weights_digest(state), "config": config, "step": step,
+                "train_config": train_config, "stored_dtype": stored_dtype, **extra}, out)
     return out
 
 
@@ -296,14 +301,9 @@ def combine_grounding_encoder(decoder_weights: str | Path, grounding_weights: st
     state.update({key: stored(value) for key, value in grounding["model"].items() if key.startswith(moved)})
     state.update({GROUNDING_ENCODER_PREFIXES[0] + key[len("image_encoder."):]: stored(value)
                   for key, value in grounding["model"].items() if key.startswith("image_encoder.")})
-    payload = {"model": state, "weights_sha256": weights_digest(state), "config": decoder["config"],
-               "step": decoder.get("step"), "train_config": grounding.get("train_config"),
-               "stored_dtype": decoder.get("stored_dtype", "float32"),
-               "combined_from": {"decoder": Path(decoder_weights).name, "grounding": Path(grounding_weights).name}}
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(payload, out)
-    return out
+    return _save_weights(state, out, decoder["config"], decoder.get("step"), grounding.get("train_config"),
+                         decoder.get("stored_dtype", "float32"),
+                         combined_from={"decoder": Path(decoder_weights).name, "grounding": Path(grounding_weights).name})
 
 
 MODEL_REGISTRY: dict[str, Callable[..., FluoroSAM]] = {
